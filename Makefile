@@ -1,0 +1,66 @@
+# LogOps: every entry point a user or CI needs. `make test` and `make demo` set up
+# everything themselves on a fresh Debian machine and are safe to run again.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+DEBS   := syslog-ng-core
+# Run apt and npm through sudo only when not already root.
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: help install system-deps test test-fast lint proto buf-lint demo bench clean
+
+help:
+	@echo "make demo   - start the Ingest Gateway on its defaults, push a mixed batch over gRPC and HTTP, show what was stored"
+	@echo "make test   - install what is needed, lint the schema and run the whole test suite"
+	@echo "make bench  - measure Ingest throughput and latency beside syslog-ng"
+	@echo "make lint   - ruff and mypy"
+	@echo "make proto  - regenerate the Python code from proto/"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(STAMP)
+
+# Debian packages and npm's buf; skipped when already present.
+system-deps:
+	@command -v loggen >/dev/null && command -v syslog-ng >/dev/null || \
+	  { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(DEBS) >/dev/null; }
+	@command -v buf >/dev/null || $(SUDO) npm install -g --silent @bufbuild/buf >/dev/null
+
+buf-lint: system-deps
+	buf lint
+
+# One command generates the committed Python code; tests/unit/test_generated.py runs it
+# into a temporary folder and fails on any difference.
+PROTO_OUT ?= proto/gen
+proto: $(STAMP)
+	mkdir -p $(PROTO_OUT)/logops/v1
+	$(PY) -m grpc_tools.protoc -I proto --python_out=$(PROTO_OUT) --pyi_out=$(PROTO_OUT) \
+	  --grpc_python_out=$(PROTO_OUT) $$(cd proto && find logops -name '*.proto' | sort)
+	touch $(PROTO_OUT)/logops/__init__.py $(PROTO_OUT)/logops/v1/__init__.py
+
+test: install system-deps buf-lint
+	$(PY) -m pytest -q
+
+test-fast: install
+	$(PY) -m pytest -q -m 'not slow'
+
+lint: install
+	$(VENV)/bin/ruff check services emitters clients tests
+	$(VENV)/bin/mypy
+
+demo: install
+	$(PY) -m services.demo
+
+bench: install system-deps
+	$(PY) -m tests.bench.ingest_bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -1,0 +1,128 @@
+"""The ``logops`` command: run the gateways and the maintenance jobs.
+
+The only module that reads the environment and parses flags. Exit codes: 0 success,
+1 runtime failure, 2 bad input (flags or configuration).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from services.common.config import Config, ConfigError, load_config
+from services.common.logs import configure_logging
+
+log = logging.getLogger("logops")
+
+
+def _config(args: argparse.Namespace, overrides: dict[str, Any]) -> Config:
+    return load_config(args.config, env=os.environ, overrides=overrides)
+
+
+def _add_config_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--config",
+        default=os.environ.get("LOGOPS_CONFIG"),
+        help="YAML config file (env LOGOPS_CONFIG); LOGOPS_* variables override it",
+    )
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from services.ingest.wiring import IngestGateway
+
+    cfg = _config(
+        args,
+        {
+            "ingest.http.host": args.host,
+            "ingest.grpc.host": args.host,
+            "ingest.http.port": args.http_port,
+            "ingest.grpc.port": args.grpc_port,
+            "ingest.sink.dir": args.sink_dir,
+            "ingest.sink.durability": args.durability,
+        },
+    )
+    configure_logging(cfg.logging.level)
+    gateway = IngestGateway(cfg.ingest)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        gateway.start()
+    except OSError as exc:
+        log.error("cannot start: %s", exc, extra={"event": "start_failed"})
+        return 1
+    stop.wait()
+    gateway.stop()
+    return 0
+
+
+def cmd_housekeeping(args: argparse.Namespace) -> int:
+    from services.ingest.housekeeping import run_housekeeping
+
+    cfg = _config(
+        args,
+        {
+            "ingest.sink.dir": args.sink_dir,
+            "ingest.housekeeping.retention_days": args.retention_days,
+            "ingest.housekeeping.action": args.action,
+        },
+    )
+    configure_logging(cfg.logging.level)
+    hk = cfg.ingest.housekeeping
+    actions = run_housekeeping(cfg.ingest.sink.dir, hk.retention_days, hk.action, args.dry_run)
+    verb = "would" if args.dry_run else "did"
+    for action in actions:
+        print(f"{verb} {action.action}: {action.path} ({action.age_days:.1f} days, {action.bytes} bytes)")
+    print(f"{len(actions)} file(s); retention {hk.retention_days:g} days, action {hk.action}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from services.demo import run_demo
+
+    return run_demo()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="logops", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    ingest = sub.add_parser("ingest", help="run the Ingest Gateway (gRPC + HTTP)")
+    _add_config_flag(ingest)
+    ingest.add_argument("--host", help="address for both fronts (default 127.0.0.1)")
+    ingest.add_argument("--http-port", type=int, help="HTTP port (default 8080; 0 picks one)")
+    ingest.add_argument("--grpc-port", type=int, help="gRPC port (default 50051; 0 picks one)")
+    ingest.add_argument("--sink-dir", help="NDJSON sink folder (default data/ingest)")
+    ingest.add_argument("--durability", choices=("batch", "interval", "none"))
+    ingest.set_defaults(func=cmd_ingest)
+
+    hk = sub.add_parser("housekeeping", help="delete or archive sink files past retention")
+    _add_config_flag(hk)
+    hk.add_argument("--sink-dir")
+    hk.add_argument("--retention-days", type=float)
+    hk.add_argument("--action", choices=("delete", "archive"))
+    hk.add_argument("--dry-run", action="store_true", help="only say what would be done")
+    hk.set_defaults(func=cmd_housekeeping)
+
+    demo = sub.add_parser("demo", help="start the gateway, push a mixed batch, show the result")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"logops: configuration error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

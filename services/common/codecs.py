@@ -1,0 +1,203 @@
+"""Decoding of HTTP request bodies (JSON, NDJSON, CSV, plain text) into a ``Batch``.
+
+Shared by both gateways' HTTP fronts. A body that cannot be read at all is a
+``BadRequest``; a single line or row that cannot be read becomes a rejection of that
+record alone, so the good records in the same body are kept. Protobuf bodies are
+decoded by ``services.common.pb_codec`` (generated code stays out of this module).
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import orjson
+
+from emitters.formats.csvline import parse_csv_document
+from services.common.errors import BadRequest, TooLarge, UnsupportedMediaType
+from services.common.model import Batch, Record, Rejection
+
+BATCH_META_KEYS = ("batch_id", "emitter", "scenario_id", "run_id")
+
+MEDIA_TYPES: dict[str, str] = {
+    "application/json": "json",
+    "application/x-ndjson": "ndjson",
+    "application/ndjson": "ndjson",
+    "application/jsonl": "ndjson",
+    "application/x-jsonlines": "ndjson",
+    "text/csv": "csv",
+    "text/plain": "text",
+    "application/x-protobuf": "protobuf",
+    "application/protobuf": "protobuf",
+    "application/vnd.google.protobuf": "protobuf",
+}
+
+_DECOMPRESS_CHUNK = 64 * 1024
+
+
+def media_kind(content_type: str | None) -> str:
+    """Map a Content-Type header to a body kind, or raise 415."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    kind = MEDIA_TYPES.get(media)
+    if kind is None:
+        shown = media or "none"
+        raise UnsupportedMediaType(
+            f"unsupported content type {shown[:80]!r}; use one of {', '.join(MEDIA_TYPES)}"
+        )
+    return kind
+
+
+def decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
+    """Undo ``Content-Encoding`` without ever holding more than ``limit`` bytes of output."""
+    enc = (encoding or "identity").strip().lower()
+    if enc in ("", "identity"):
+        return body
+    if enc not in ("gzip", "x-gzip", "deflate"):
+        raise UnsupportedMediaType(f"unsupported content encoding {enc[:40]!r}; use gzip")
+    wbits = 47 if enc != "deflate" else 15  # 47: gzip or zlib header, detected
+    inflater = zlib.decompressobj(wbits)
+    try:
+        out = inflater.decompress(body, limit + 1)
+        if len(out) > limit or inflater.unconsumed_tail:
+            raise TooLarge(f"body exceeds {limit} bytes after decompression")
+        out += inflater.flush()
+    except zlib.error as exc:
+        raise BadRequest(f"body is not valid {enc}: {exc}") from exc
+    if len(out) > limit:
+        raise TooLarge(f"body exceeds {limit} bytes after decompression")
+    if not inflater.eof:
+        raise BadRequest(f"{enc} body is truncated")
+    return out
+
+
+def decode_body(
+    kind: str,
+    body: bytes,
+    meta: Mapping[str, str],
+    protobuf: Callable[[bytes], Batch] | None = None,
+) -> Batch:
+    """Decode a body of ``kind`` (see ``media_kind``). ``meta`` holds header values
+    (``batch_id``, ``emitter``, ``scenario_id``, ``run_id``, ``format``) for bodies
+    without an envelope of their own."""
+    if kind == "protobuf":
+        if protobuf is None:
+            raise UnsupportedMediaType("protobuf bodies are not accepted here")
+        return protobuf(body)
+    decoder = _DECODERS[kind]
+    batch = decoder(body)
+    for key in BATCH_META_KEYS:
+        if not getattr(batch, key) and meta.get(key):
+            setattr(batch, key, meta[key])
+    if not batch.default_format:
+        batch.default_format = meta.get("format", "")
+    return batch
+
+
+def _decode_json(body: bytes) -> Batch:
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"body is not valid JSON: {exc}") from exc
+    if isinstance(doc, list):
+        return _batch_of(doc)
+    if isinstance(doc, dict) and "records" in doc:
+        records = doc["records"]
+        if not isinstance(records, list):
+            raise BadRequest("'records' must be an array of records")
+        batch = _batch_of(records)
+        for key in BATCH_META_KEYS:
+            value = doc.get(key)
+            if value is not None and not isinstance(value, str):
+                raise BadRequest(f"'{key}' must be a string")
+            setattr(batch, key, value or "")
+        fmt = doc.get("format")
+        if isinstance(fmt, str):
+            batch.default_format = fmt
+        return batch
+    raise BadRequest("expected a JSON array of records or a batch object with 'records'")
+
+
+def _batch_of(items: list[Any]) -> Batch:
+    records: list[Record | None] = []
+    rejections: list[Rejection] = []
+    for index, item in enumerate(items):
+        if isinstance(item, dict):
+            records.append(item)
+        else:
+            records.append(None)
+            rejections.append(
+                Rejection(index, "invalid_record", f"record must be an object, not {_kind(item)}")
+            )
+    return Batch(records=records, rejections=rejections)
+
+
+def _decode_ndjson(body: bytes) -> Batch:
+    records: list[Record | None] = []
+    rejections: list[Rejection] = []
+    for lineno, line in enumerate(body.split(b"\n"), start=1):
+        if not line.strip():
+            continue
+        index = len(records)
+        try:
+            item = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            records.append(None)
+            rejections.append(Rejection(index, "parse_error", f"line {lineno}: {exc}"))
+            continue
+        if isinstance(item, dict):
+            records.append(item)
+        else:
+            records.append(None)
+            rejections.append(
+                Rejection(index, "invalid_record", f"line {lineno}: not an object")
+            )
+    return Batch(records=records, rejections=rejections)
+
+
+def _decode_csv(body: bytes) -> Batch:
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise BadRequest(f"CSV body is not valid UTF-8: {exc}") from exc
+    records: list[Record | None] = []
+    rejections: list[Rejection] = []
+    for index, row in enumerate(parse_csv_document(text)):
+        if isinstance(row, dict):
+            row.setdefault("format", "csv")
+            records.append(row)
+        else:
+            records.append(None)
+            rejections.append(Rejection(index, "parse_error", str(row)))
+    return Batch(records=records, rejections=rejections)
+
+
+def _decode_text(body: bytes) -> Batch:
+    records: list[Record | None] = []
+    rejections: list[Rejection] = []
+    for lineno, line in enumerate(body.split(b"\n"), start=1):
+        line = line.rstrip(b"\r")
+        if not line.strip():
+            continue
+        try:
+            records.append({"raw": line.decode("utf-8")})
+        except UnicodeDecodeError:
+            rejections.append(
+                Rejection(len(records), "parse_error", f"line {lineno}: not valid UTF-8")
+            )
+            records.append(None)
+    return Batch(records=records, rejections=rejections)
+
+
+def _kind(value: object) -> str:
+    return {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), "a number"
+    )
+
+
+_DECODERS: dict[str, Callable[[bytes], Batch]] = {
+    "json": _decode_json,
+    "ndjson": _decode_ndjson,
+    "csv": _decode_csv,
+    "text": _decode_text,
+}

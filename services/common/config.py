@@ -1,0 +1,224 @@
+"""Typed, frozen configuration: YAML file, then ``LOGOPS_*`` environment, then flags.
+
+Each section is a frozen dataclass; the loader walks the dataclass fields, so a key
+that no field declares, or a value of the wrong type, fails at start-up with a message
+that names the key (``ingest.sink.max_file_bytes: expected an integer, got 'big'``).
+Environment names are derived from the key path: ``ingest.sink.dir`` is
+``LOGOPS_INGEST_SINK_DIR``. Only the entry point calls :func:`load_config`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration key is unknown or its value is invalid; the message names it."""
+
+
+@dataclass(frozen=True)
+class ListenConfig:
+    host: str = "127.0.0.1"
+    port: int = 0
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    # Applied before buffering: bytes after decompression, records per batch, in flight.
+    max_body_bytes: int = 4 * 1024 * 1024
+    max_records: int = 10_000
+    max_inflight: int = 64
+    # One record's text (msg or raw line) beyond this is rejected on its own.
+    max_record_bytes: int = 256 * 1024
+    retry_after_sec: float = 1.0
+
+
+@dataclass(frozen=True)
+class SinkConfig:
+    dir: str = "data/ingest"
+    max_file_bytes: int = 256 * 1024 * 1024
+    # batch: fsync before every acknowledgement; interval: every fsync_interval_ms; none.
+    durability: str = "batch"
+    fsync_interval_ms: int = 1000
+    # How long and how many batch ids are remembered for idempotency.
+    dedup_window_sec: int = 86_400
+    dedup_max_ids: int = 2_000_000
+
+
+@dataclass(frozen=True)
+class PiiConfig:
+    # mask (j***@example.com, 83.11.x.x), hash (stable keyed digest) or off.
+    mode: str = "mask"
+    fields: tuple[str, ...] = ()
+    hash_salt: str = ""
+
+
+@dataclass(frozen=True)
+class HousekeepingConfig:
+    retention_days: float = 2.0
+    # delete, or archive (gzip in place).
+    action: str = "delete"
+    # 0 turns the in-process schedule off; `logops housekeeping` still works.
+    interval_sec: int = 0
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    http: ListenConfig = field(default_factory=lambda: ListenConfig(port=8080))
+    grpc: ListenConfig = field(default_factory=lambda: ListenConfig(port=50051))
+    http_threads: int = 8
+    grpc_reflection: bool = True
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    sink: SinkConfig = field(default_factory=SinkConfig)
+    pii: PiiConfig = field(default_factory=PiiConfig)
+    housekeeping: HousekeepingConfig = field(default_factory=HousekeepingConfig)
+    shutdown_grace_sec: float = 5.0
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    level: str = "INFO"
+
+
+@dataclass(frozen=True)
+class Config:
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "ingest.sink.durability": ("batch", "interval", "none"),
+    "ingest.pii.mode": ("mask", "hash", "off"),
+    "ingest.housekeeping.action": ("delete", "archive"),
+    "logging.level": ("DEBUG", "INFO", "WARNING", "ERROR"),
+}
+
+
+def load_config(
+    path: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Build the process config: defaults < YAML file < ``LOGOPS_*`` env < overrides.
+
+    ``overrides`` uses dotted keys (``{"ingest.http.port": 0}``), as the CLI flags do.
+    """
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping")
+        raw = loaded or {}
+    for dotted, value in _env_values(env or {}).items():
+        _set_dotted(raw, dotted, value)
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            _set_dotted(raw, dotted, value)
+    return _build(Config, raw, "")
+
+
+def env_name(dotted: str) -> str:
+    return "LOGOPS_" + dotted.replace(".", "_").upper()
+
+
+def _leaf_keys(cls: type, prefix: str = "") -> list[str]:
+    keys: list[str] = []
+    hints = get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        dotted = f"{prefix}{f.name}"
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            keys.extend(_leaf_keys(tp, dotted + "."))  # type: ignore[arg-type]
+        else:
+            keys.append(dotted)
+    return keys
+
+
+def _env_values(env: Mapping[str, str]) -> dict[str, Any]:
+    known = {env_name(k): k for k in _leaf_keys(Config)}
+    sections = {env_name(f.name) + "_" for f in dataclasses.fields(Config)}
+    values: dict[str, Any] = {}
+    for name, value in env.items():
+        if name in known:
+            values[known[name]] = yaml.safe_load(value) if value else value
+        elif any(name.startswith(s) for s in sections):
+            raise ConfigError(f"{name}: unknown setting (known: {', '.join(sorted(known))})")
+    return values
+
+
+def _set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> None:
+    node = raw
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{dotted}: {part} is not a section")
+        node = child
+    node[leaf] = value
+
+
+def _build(cls: type, raw: Any, prefix: str) -> Any:
+    where = prefix.rstrip(".") or "config"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {raw!r}")
+    hints = get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise ConfigError(
+            f"{prefix}{unknown[0]}: unknown key (known in {where}: {', '.join(sorted(names))})"
+        )
+    kwargs: dict[str, Any] = {}
+    for name, value in raw.items():
+        tp = hints[name]
+        dotted = f"{prefix}{name}"
+        if dataclasses.is_dataclass(tp):
+            default = getattr(cls(), name)
+            merged = {**dataclasses.asdict(default), **(value or {})}
+            kwargs[name] = _build(tp, merged, dotted + ".")  # type: ignore[arg-type]
+        else:
+            kwargs[name] = _coerce(tp, value, dotted)
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, dotted: str) -> Any:
+    origin = get_origin(tp)
+    if origin in (Union, types.UnionType):
+        return _coerce(next(a for a in get_args(tp) if a is not type(None)), value, dotted)
+    if origin is tuple:
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list | tuple):
+            raise ConfigError(f"{dotted}: expected a list, got {value!r}")
+        return tuple(str(i).strip() for i in items if str(i).strip())
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{dotted}: expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+        raise ConfigError(f"{dotted}: expected a whole number >= 0, got {value!r}")
+    if tp is float:
+        if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+            return float(value)
+        raise ConfigError(f"{dotted}: expected a number >= 0, got {value!r}")
+    if not isinstance(value, str | int | float) or isinstance(value, bool):
+        raise ConfigError(f"{dotted}: expected a string, got {value!r}")
+    text = str(value)
+    choices = _CHOICES.get(dotted)
+    if choices is not None:
+        norm = text.upper() if dotted == "logging.level" else text.lower()
+        if norm not in choices:
+            raise ConfigError(f"{dotted}: expected one of {', '.join(choices)}, got {text!r}")
+        return norm
+    return text

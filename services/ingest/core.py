@@ -1,0 +1,172 @@
+"""The Ingest Gateway's core: every decision about a push, whichever front carried it.
+
+The fronts decode a request into a ``Batch`` and call :meth:`IngestCore.handle`; the
+core admits it (in-flight cap), validates it (limits, names), normalises it, stores it
+in the NDJSON sink exactly once, and reports the outcome. Imports only the standard
+library and the project's own model: no gRPC, Falcon or Prometheus here.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Protocol
+
+from services.common.config import IngestConfig
+from services.common.errors import BadRequest, LogOpsError, TooLarge, Unavailable
+from services.common.model import Batch, PushResult
+from services.ingest.normalize import NormalisedBatch, Normaliser
+from services.ingest.sink import NdjsonSink, SinkError, StoredBatch
+
+log = logging.getLogger(__name__)
+
+MAX_ID_LEN = 128
+MAX_NAME_LEN = 64
+
+
+class IngestObserver(Protocol):
+    """What the core reports; implemented with prometheus_client in ``metrics.py``."""
+
+    def request_done(self, front: str, code: str, seconds: float, records: int) -> None: ...
+    def inflight(self, front: str, delta: int) -> None: ...
+    def batch_stored(self, emitter: str, nb: NormalisedBatch) -> None: ...
+    def duplicate(self) -> None: ...
+
+
+class IngestCore:
+    """Owns admission, validation, normalisation and storage for the Ingest Gateway."""
+
+    def __init__(
+        self,
+        cfg: IngestConfig,
+        sink: NdjsonSink,
+        observer: IngestObserver,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.cfg = cfg
+        self.limits = cfg.limits
+        self._sink = sink
+        self._observer = observer
+        self._clock = clock
+        self._normaliser = Normaliser(cfg.pii, cfg.limits.max_record_bytes)
+        self._slots = threading.BoundedSemaphore(cfg.limits.max_inflight)
+
+    def start(self) -> None:
+        self._sink.open()
+
+    def close(self) -> None:
+        self._sink.close()
+
+    def readiness(self) -> str | None:
+        """None when ready to accept pushes, else why not."""
+        return self._sink.check_writable()
+
+    def check_body_size(self, nbytes: int | None) -> None:
+        """Refuse a declared body size over the cap before anything is read."""
+        if nbytes is not None and nbytes > self.limits.max_body_bytes:
+            raise TooLarge(
+                f"body of {nbytes} bytes exceeds the limit of {self.limits.max_body_bytes}"
+            )
+
+    def handle(self, front: str, request_id: str, decode: Callable[[], Batch]) -> PushResult:
+        """Admit, decode (front-specific, may read the body) and store one push.
+
+        Every outcome, success or error, is counted once here, by front and code.
+        """
+        started = time.perf_counter()
+        code, records = "OK", 0
+        try:
+            with self._admitted(front):
+                batch = decode()
+                records = len(batch.records)
+                return self.push(batch, request_id)
+        except LogOpsError as exc:
+            code = exc.code
+            raise
+        except Exception:
+            code = "INTERNAL"
+            raise
+        finally:
+            self._observer.request_done(front, code, time.perf_counter() - started, records)
+
+    def push(self, batch: Batch, request_id: str = "") -> PushResult:
+        self._validate(batch)
+        stored = self._sink.lookup(batch.batch_id)
+        if stored is not None:
+            return self._duplicate(batch, stored, request_id)
+        nb = self._normaliser.normalise_batch(batch, int(self._clock() * 1000))
+        summary = StoredBatch(accepted=nb.accepted, rejected=len(nb.rejections))
+        try:
+            earlier = self._sink.append(batch.batch_id, nb.data, summary)
+        except SinkError as exc:
+            log.error(
+                "sink write failed; batch not acknowledged",
+                extra={"event": "sink_error", "error": str(exc)},
+            )
+            raise Unavailable(
+                "the log sink cannot be written; nothing was stored, retry later",
+                reason="sink_unavailable",
+                retry_after=self.limits.retry_after_sec,
+            ) from exc
+        if earlier is not None:
+            return self._duplicate(batch, earlier, request_id)
+        self._observer.batch_stored(batch.emitter, nb)
+        return PushResult(
+            batch_id=batch.batch_id,
+            accepted=nb.accepted,
+            rejected=len(nb.rejections),
+            rejections=nb.rejections,
+            missing=nb.missing,
+            request_id=request_id,
+        )
+
+    def _duplicate(self, batch: Batch, stored: StoredBatch, request_id: str) -> PushResult:
+        self._observer.duplicate()
+        return PushResult(
+            batch_id=batch.batch_id,
+            accepted=stored.accepted,
+            rejected=stored.rejected,
+            duplicate=True,
+            request_id=request_id,
+        )
+
+    @contextmanager
+    def _admitted(self, front: str) -> Iterator[None]:
+        if not self._slots.acquire(blocking=False):
+            raise Unavailable(
+                f"more than {self.limits.max_inflight} requests in flight",
+                reason="overloaded",
+                retry_after=self.limits.retry_after_sec,
+            )
+        self._observer.inflight(front, 1)
+        try:
+            yield
+        finally:
+            self._observer.inflight(front, -1)
+            self._slots.release()
+
+    def _validate(self, batch: Batch) -> None:
+        if len(batch.records) > self.limits.max_records:
+            raise TooLarge(
+                f"batch of {len(batch.records)} records exceeds the limit of "
+                f"{self.limits.max_records}",
+                reason="too_many_records",
+            )
+        if not batch.batch_id:
+            # Without a client id there is no idempotency; the id still names the batch.
+            batch.batch_id = "gw-" + uuid.uuid4().hex
+        _check_name("batch_id", batch.batch_id, MAX_ID_LEN)
+        _check_name("emitter", batch.emitter, MAX_NAME_LEN)
+        _check_name("scenario_id", batch.scenario_id, MAX_ID_LEN)
+        _check_name("run_id", batch.run_id, MAX_ID_LEN)
+
+
+def _check_name(key: str, value: str, limit: int) -> None:
+    if len(value) > limit:
+        raise BadRequest(f"{key} is longer than {limit} characters")
+    if value and not (value.isascii() and value.isprintable()):
+        raise BadRequest(f"{key} must be printable ASCII")

@@ -1,0 +1,101 @@
+"""The Ingest Gateway's HTTP front: Falcon resources for ``/v1/logs`` and the probes.
+
+Thin by design: check the declared size, read at most the limit, undo gzip within the
+limit, decode into a ``Batch`` and call the core. Responses are the JSON form of
+``PushResponse`` (or the protobuf itself when the client asks for it).
+"""
+
+from __future__ import annotations
+
+import falcon
+import orjson
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from services.common.codecs import decode_body, decompress, media_kind
+from services.common.errors import TooLarge, Unavailable
+from services.common.http_errors import RequestIdMiddleware, install_error_handlers
+from services.common.model import Batch
+from services.common.pb_codec import batch_from_bytes, result_to_pb
+from services.ingest.core import IngestCore
+from services.ingest.openapi import openapi_document
+
+MEDIA_PROTOBUF = "application/x-protobuf"
+META_HEADERS = {
+    "batch_id": "X-LogOps-Batch-Id",
+    "emitter": "X-LogOps-Emitter",
+    "scenario_id": "X-LogOps-Scenario-Id",
+    "run_id": "X-LogOps-Run-Id",
+    "format": "X-LogOps-Format",
+}
+
+
+class LogsResource:
+    def __init__(self, core: IngestCore) -> None:
+        self._core = core
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        rid = req.context.request_id
+        result = self._core.handle("http", rid, lambda: self._decode(req))
+        result_dict = result.to_dict()
+        if MEDIA_PROTOBUF in (req.accept or ""):
+            resp.content_type = MEDIA_PROTOBUF
+            resp.data = result_to_pb(result).SerializeToString()
+        else:
+            resp.content_type = falcon.MEDIA_JSON
+            resp.data = orjson.dumps(result_dict)
+
+    def _decode(self, req: falcon.Request) -> Batch:
+        limit = self._core.limits.max_body_bytes
+        self._core.check_body_size(req.content_length)
+        kind = media_kind(req.content_type)
+        body = req.bounded_stream.read(limit + 1)
+        if len(body) > limit:
+            raise TooLarge(f"body exceeds the limit of {limit} bytes")
+        body = decompress(body, req.get_header("Content-Encoding"), limit)
+        meta = {key: req.get_header(header) or "" for key, header in META_HEADERS.items()}
+        return decode_body(kind, body, meta, protobuf=batch_from_bytes)
+
+
+class HealthResource:
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = {"status": "ok"}
+
+
+class ReadyResource:
+    def __init__(self, core: IngestCore) -> None:
+        self._core = core
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        problem = self._core.readiness()
+        if problem is not None:
+            raise Unavailable(problem, reason="sink_unavailable", retry_after=1)
+        resp.media = {"status": "ready"}
+
+
+class MetricsResource:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.content_type = CONTENT_TYPE_LATEST
+        resp.data = generate_latest(self._registry)
+
+
+class OpenApiResource:
+    def __init__(self) -> None:
+        self._body = orjson.dumps(openapi_document())
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.content_type = falcon.MEDIA_JSON
+        resp.data = self._body
+
+
+def create_http_app(core: IngestCore, registry: CollectorRegistry) -> falcon.App:
+    app = falcon.App(middleware=[RequestIdMiddleware()])
+    install_error_handlers(app)
+    app.add_route("/v1/logs", LogsResource(core))
+    app.add_route("/healthz", HealthResource())
+    app.add_route("/readyz", ReadyResource(core))
+    app.add_route("/metrics", MetricsResource(registry))
+    app.add_route("/openapi.json", OpenApiResource())
+    return app
