@@ -14,8 +14,8 @@ from typing import Any, Protocol
 
 import grpc
 import orjson
-
 from logops.v1 import logs_pb2, logs_pb2_grpc
+
 from services.common.errors import LogOpsError, error_from_reason
 from services.common.grpc_errors import error_from_rpc
 from services.common.model import Batch, PushResult

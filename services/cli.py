@@ -78,7 +78,10 @@ def cmd_housekeeping(args: argparse.Namespace) -> int:
     actions = run_housekeeping(cfg.ingest.sink.dir, hk.retention_days, hk.action, args.dry_run)
     verb = "would" if args.dry_run else "did"
     for action in actions:
-        print(f"{verb} {action.action}: {action.path} ({action.age_days:.1f} days, {action.bytes} bytes)")
+        print(
+            f"{verb} {action.action}: {action.path} "
+            f"({action.age_days:.1f} days, {action.bytes} bytes)"
+        )
     print(f"{len(actions)} file(s); retention {hk.retention_days:g} days, action {hk.action}")
     return 0
 

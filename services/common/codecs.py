@@ -8,13 +8,15 @@ decoded by ``services.common.pb_codec`` (generated code stays out of this module
 
 from __future__ import annotations
 
+import csv
+import io
 import zlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
-
 from emitters.formats.csvline import parse_csv_document
+
 from services.common.errors import BadRequest, TooLarge, UnsupportedMediaType
 from services.common.model import Batch, Record, Rejection
 
@@ -33,7 +35,8 @@ MEDIA_TYPES: dict[str, str] = {
     "application/vnd.google.protobuf": "protobuf",
 }
 
-_DECOMPRESS_CHUNK = 64 * 1024
+# A CSV header must name one of these, or every row would be stored without a message.
+CSV_MESSAGE_COLUMNS = frozenset({"msg", "message", "log", "text", "raw"})
 
 
 def media_kind(content_type: str | None) -> str:
@@ -106,14 +109,12 @@ def _decode_json(body: bytes) -> Batch:
         if not isinstance(records, list):
             raise BadRequest("'records' must be an array of records")
         batch = _batch_of(records)
-        for key in BATCH_META_KEYS:
-            value = doc.get(key)
-            if value is not None and not isinstance(value, str):
+        for key in (*BATCH_META_KEYS, "format"):
+            if key in doc and not isinstance(doc[key], str):
                 raise BadRequest(f"'{key}' must be a string")
-            setattr(batch, key, value or "")
-        fmt = doc.get("format")
-        if isinstance(fmt, str):
-            batch.default_format = fmt
+        for key in BATCH_META_KEYS:
+            setattr(batch, key, doc.get(key) or "")
+        batch.default_format = doc.get("format") or ""
         return batch
     raise BadRequest("expected a JSON array of records or a batch object with 'records'")
 
@@ -160,6 +161,7 @@ def _decode_csv(body: bytes) -> Batch:
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise BadRequest(f"CSV body is not valid UTF-8: {exc}") from exc
+    _check_csv_header(text)
     records: list[Record | None] = []
     rejections: list[Rejection] = []
     for index, row in enumerate(parse_csv_document(text)):
@@ -170,6 +172,20 @@ def _decode_csv(body: bytes) -> Batch:
             records.append(None)
             rejections.append(Rejection(index, "parse_error", str(row)))
     return Batch(records=records, rejections=rejections)
+
+
+def _check_csv_header(text: str) -> None:
+    """The first row must be a header that names a message column (``ts,level,msg``)."""
+    try:
+        header = next(csv.reader(io.StringIO(text[:4096], newline="")), [])
+    except csv.Error as exc:
+        raise BadRequest(f"CSV header cannot be read: {exc}") from exc
+    names = {name.strip().lower() for name in header}
+    if not names & CSV_MESSAGE_COLUMNS:
+        raise BadRequest(
+            "CSV body needs a header row naming a message column "
+            f"({', '.join(sorted(CSV_MESSAGE_COLUMNS))}), e.g. ts,level,msg"
+        )
 
 
 def _decode_text(body: bytes) -> Batch:

@@ -200,18 +200,34 @@ def _coerce(tp: Any, value: Any, dotted: str) -> Any:
         if not isinstance(items, list | tuple):
             raise ConfigError(f"{dotted}: expected a list, got {value!r}")
         return tuple(str(i).strip() for i in items if str(i).strip())
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{dotted}: expected true or false, got {value!r}")
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-            return value
-        raise ConfigError(f"{dotted}: expected a whole number >= 0, got {value!r}")
-    if tp is float:
-        if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
-            return float(value)
-        raise ConfigError(f"{dotted}: expected a number >= 0, got {value!r}")
+    scalar = _SCALARS.get(tp)
+    if scalar is not None:
+        return scalar(value, dotted)
+    return _coerce_str(value, dotted)
+
+
+def _coerce_bool(value: Any, dotted: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise ConfigError(f"{dotted}: expected true or false, got {value!r}")
+
+
+def _coerce_int(value: Any, dotted: str) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise ConfigError(f"{dotted}: expected a whole number >= 0, got {value!r}")
+
+
+def _coerce_float(value: Any, dotted: str) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+        return float(value)
+    raise ConfigError(f"{dotted}: expected a number >= 0, got {value!r}")
+
+
+_SCALARS: dict[Any, Any] = {bool: _coerce_bool, int: _coerce_int, float: _coerce_float}
+
+
+def _coerce_str(value: Any, dotted: str) -> str:
     if not isinstance(value, str | int | float) or isinstance(value, bool):
         raise ConfigError(f"{dotted}: expected a string, got {value!r}")
     text = str(value)

@@ -21,7 +21,7 @@ request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id
 front_var: contextvars.ContextVar[str] = contextvars.ContextVar("front", default="")
 
 _MAX_REQUEST_ID = 128
-_STANDARD_ATTRS = frozenset(vars(logging.makeLogRecord({})) | {"message", "asctime"})
+_STANDARD_ATTRS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
 
 def new_request_id() -> str:

@@ -11,8 +11,8 @@ from typing import Any
 
 import orjson
 from google.protobuf.message import DecodeError
-
 from logops.v1 import logs_pb2
+
 from services.common.errors import BadRequest
 from services.common.model import Batch, MissingCounts, PushResult, Record, Rejection
 

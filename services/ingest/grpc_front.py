@@ -10,15 +10,17 @@ from __future__ import annotations
 from concurrent import futures
 
 import grpc
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from logops.v1 import logs_pb2
 
-from logops.v1 import logs_pb2, logs_pb2_grpc
 from services.common.config import IngestConfig
-from services.common.errors import LogOpsError
+from services.common.errors import BadRequest, LogOpsError
 from services.common.grpc_errors import abort, abort_unexpected
 from services.common.interceptors import RequestIdInterceptor
 from services.common.logs import request_id_var
+from services.common.model import Batch
 from services.common.pb_codec import batch_from_pb, result_to_pb
 from services.ingest.core import IngestCore
 
@@ -27,21 +29,45 @@ SERVICE_NAME = logs_pb2.DESCRIPTOR.services_by_name["LogService"].full_name
 _FRAMING_SLACK = 64 * 1024
 
 
-class LogServiceServicer(logs_pb2_grpc.LogServiceServicer):
+class LogServicePush:
+    """``Push`` taking the request's raw bytes, so a malformed message is the caller's
+    INVALID_ARGUMENT (gRPC's own deserializer would answer INTERNAL), and decoding
+    happens after admission."""
+
     def __init__(self, core: IngestCore) -> None:
         self._core = core
 
-    def Push(  # noqa: N802 - the RPC's name
-        self, request: logs_pb2.PushRequest, context: grpc.ServicerContext
-    ) -> logs_pb2.PushResponse:
+    def __call__(self, body: bytes, context: grpc.ServicerContext) -> logs_pb2.PushResponse:
         rid = request_id_var.get()
         try:
-            result = self._core.handle("grpc", rid, lambda: batch_from_pb(request.batch))
+            result = self._core.handle("grpc", rid, lambda: _decode(body))
         except LogOpsError as exc:
             abort(context, exc, rid)
         except Exception:
             abort_unexpected(context, rid)
         return result_to_pb(result)
+
+
+def _decode(body: bytes) -> Batch:
+    request = logs_pb2.PushRequest()
+    try:
+        request.ParseFromString(body)
+    except DecodeError as exc:
+        raise BadRequest(f"request is not a valid logops.v1.PushRequest: {exc}") from exc
+    return batch_from_pb(request.batch)
+
+
+def log_service_handler(push: LogServicePush) -> grpc.GenericRpcHandler:
+    return grpc.method_handlers_generic_handler(
+        SERVICE_NAME,
+        {
+            "Push": grpc.unary_unary_rpc_method_handler(
+                push,
+                request_deserializer=None,
+                response_serializer=logs_pb2.PushResponse.SerializeToString,
+            )
+        },
+    )
 
 
 def create_grpc_server(
@@ -50,20 +76,20 @@ def create_grpc_server(
     """Build (not start) the gRPC server; returns it, the bound port and its health servicer."""
     limits = cfg.limits
     max_message = limits.max_body_bytes + _FRAMING_SLACK
+    # Above the core's own cap, so the core answers UNAVAILABLE + RetryInfo first; gRPC's
+    # RESOURCE_EXHAUSTED is only the backstop. Every admitted RPC gets a thread.
+    max_rpcs = limits.max_inflight * 2 + 8
     server = grpc.server(
-        futures.ThreadPoolExecutor(
-            max_workers=limits.max_inflight + 8, thread_name_prefix="grpc-worker"
-        ),
+        futures.ThreadPoolExecutor(max_workers=max_rpcs, thread_name_prefix="grpc-worker"),
         interceptors=[RequestIdInterceptor()],
-        # Above the core's own cap, so the core answers UNAVAILABLE + RetryInfo first.
-        maximum_concurrent_rpcs=limits.max_inflight * 2,
+        maximum_concurrent_rpcs=max_rpcs,
         options=[
             ("grpc.max_receive_message_length", max_message),
             ("grpc.max_send_message_length", max_message),
             ("grpc.so_reuseport", 0),
         ],
     )
-    logs_pb2_grpc.add_LogServiceServicer_to_server(LogServiceServicer(core), server)
+    server.add_generic_rpc_handlers((log_service_handler(LogServicePush(core)),))
     health_servicer = health.HealthServicer(
         experimental_non_blocking=True,
         experimental_thread_pool=futures.ThreadPoolExecutor(max_workers=2),

@@ -11,22 +11,25 @@ from typing import Any
 _STR = {"type": "string"}
 _COUNT = {"type": "integer", "minimum": 0}
 
+# Records are checked one by one: a record that breaks these rules is refused alone
+# (listed in `rejections` with its index and reason) and the rest of the batch is stored,
+# so the schema documents the fields without making the whole request invalid.
 _RECORD = {
-    "type": "object",
-    "description": "One log record. Aliases: ts|timestamp|time|@timestamp, "
-    "level|lvl|severity, msg|message|log|text. Other keys are kept as fields.",
+    "description": "One log record, normally an object. Aliases: ts|timestamp|time|@timestamp, "
+    "level|lvl|severity, msg|message|log|text; other keys are kept as fields. A record that is "
+    "not an object, or whose seq is not a non-negative integer, or whose raw/format is not a "
+    "string, is rejected alone with reason invalid_record.",
     "properties": {
         "ts": {"description": "Timestamp as the source wrote it (RFC 3339, epoch, ...)."},
         "level": {"description": "Level as the source wrote it (alias, number, ...)."},
-        "msg": {"description": "The message."},
-        "service": _STR,
-        "host": _STR,
-        "stream": _STR,
-        "seq": {"type": "integer", "minimum": 0},
-        "raw": {"type": "string", "description": "A raw line for the gateway to parse."},
-        "format": {"type": "string", "description": "Format of `raw`, e.g. syslog, logfmt."},
+        "msg": {"description": "The message; non-string values are stored as JSON text."},
+        "service": {"description": "Service name."},
+        "host": {"description": "Host name."},
+        "stream": {"description": "Sender-side stream, for loss accounting."},
+        "seq": {"description": "Per-stream sequence number (non-negative integer)."},
+        "raw": {"description": "A raw line for the gateway to parse (string)."},
+        "format": {"description": "Format of `raw`, e.g. syslog, logfmt (string)."},
     },
-    "additionalProperties": True,
 }
 
 _BATCH = {

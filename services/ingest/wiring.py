@@ -53,8 +53,9 @@ class IngestGateway:
     def start(self) -> BoundAddresses:
         self.core.start()
         self._grpc, grpc_port, self._health = create_grpc_server(self.core, self.cfg)
+        self.http_app = create_http_app(self.core, self.registry)
         self._http = HttpServer(
-            create_http_app(self.core, self.registry),
+            self.http_app,
             self.cfg.http.host,
             self.cfg.http.port,
             self.cfg.http_threads,

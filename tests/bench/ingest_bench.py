@@ -1,0 +1,324 @@
+"""Ingest Gateway throughput and latency on both fronts, measured beside syslog-ng.
+
+Run ``.venv/bin/python -m tests.bench.ingest_bench [--quick] [--seconds N]`` (``make bench``).
+Each pass starts a fresh gateway process (own sink folder), drives it from separate client
+processes and prints records/s, latency, errors, the gateway's CPU and peak RSS. Then an
+open-loop pass at half the maximum rate, then syslog-ng fed by loggen. The numbers are
+printed and saved to ``data/bench/ingest-<timestamp>.json``; nothing here is a pass/fail
+check: the exit code is 0 unless something could not be started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from clients.launcher import GatewayProcess, GatewayStartError
+from tests.bench import profiling, report
+from tests.bench.loadgen import ClientPool, LoadSpec, SenderStats
+from tests.bench.procstat import CpuWindow, memory_kib, wait_until
+from tests.bench.syslog_peer import available, run_syslog_ng
+
+ROOT = Path(__file__).resolve().parents[2]
+OUT_DIR = ROOT / "data" / "bench"
+HALF_LOAD_BATCH = 1000
+
+
+@dataclass
+class PassResult:
+    front: str
+    batch: int
+    mode: str  # "max" (closed loop) or "half" (open loop at half the max rate)
+    seconds: float
+    target_records_per_sec: float = 0.0
+    records_per_sec: float = 0.0
+    requests_per_sec: float = 0.0
+    p50_ms: float = 0.0
+    p99_ms: float = 0.0
+    max_ms: float = 0.0
+    errors: dict[str, int] = field(default_factory=dict)
+    late_sends: int = 0
+    gw_cores: float = 0.0
+    records_per_core: float = 0.0
+    peak_rss_mib: float = 0.0
+    client_cores: float = 0.0
+    # Everything else busy on the machine during the window: other work disturbs the numbers.
+    other_cores: float = 0.0
+    acked_records: int = 0
+    stored_lines: int = 0
+    gateway_exit: int | None = None
+    gateway_log: dict[str, int] = field(default_factory=dict)
+    failure: str = ""
+    profile_file: str = ""
+    profile: list[tuple[str, float, float]] = field(default_factory=list)
+
+    @property
+    def error_count(self) -> int:
+        return sum(self.errors.values())
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="ingest_bench", description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="3 s passes, to try it out")
+    p.add_argument("--seconds", type=float, help="measured seconds per pass (default 10)")
+    p.add_argument("--warmup", type=float, help="unmeasured seconds before each pass (default 2)")
+    p.add_argument("--clients", type=int, default=2, help="client processes (default 2)")
+    p.add_argument("--senders", type=int, default=4, help="sender threads per client process")
+    p.add_argument("--fronts", default="grpc,http", help="fronts to measure (default grpc,http)")
+    p.add_argument("--batches", default="1000,100", help="batch sizes (default 1000,100)")
+    p.add_argument("--durability", default="batch", choices=("batch", "interval", "none"))
+    p.add_argument("--config", help="gateway YAML config (passed to logops ingest --config)")
+    p.add_argument("--no-syslog-ng", action="store_true", help="skip the syslog-ng peer")
+    p.add_argument(
+        "--profile", action="store_true", help="sample the gateway with py-spy in each pass"
+    )
+    args = p.parse_args(argv)
+    args.seconds = args.seconds or (3.0 if args.quick else 10.0)
+    args.warmup = args.warmup if args.warmup is not None else (1.0 if args.quick else 2.0)
+    args.fronts = [f.strip() for f in args.fronts.split(",") if f.strip()]
+    args.batches = [int(b) for b in args.batches.split(",") if b.strip()]
+    args.stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return args
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return 0.0
+    rank = max(0, min(len(sorted_values) - 1, int(q * len(sorted_values) + 0.5) - 1))
+    return sorted_values[rank]
+
+
+def count_sink_lines(sink: Path) -> int:
+    lines = 0
+    for path in sink.glob("*.ndjson"):
+        with path.open("rb") as f:
+            while chunk := f.read(8 * 1024 * 1024):
+                lines += chunk.count(b"\n")
+    return lines
+
+
+def log_problems(logs: list[dict[str, Any]]) -> dict[str, int]:
+    """Warnings and errors the gateway logged, counted by level and event (or message)."""
+    found: Counter[str] = Counter()
+    for entry in logs:
+        level = str(entry.get("level", "")).upper()
+        if level in ("WARNING", "ERROR", "CRITICAL") or "level" not in entry:
+            what = entry.get("event") or str(entry.get("msg", ""))[:80]
+            found[f"{level or 'RAW'} {what}"] += 1
+    return dict(found)
+
+
+def gateway_args(args: argparse.Namespace, sink: Path) -> list[str]:
+    out = ["ingest", "--http-port", "0", "--grpc-port", "0", "--sink-dir", str(sink)]
+    out += ["--durability", args.durability]
+    return out + (["--config", args.config] if args.config else [])
+
+
+def fill_stats(res: PassResult, stats: SenderStats) -> None:
+    lat = sorted(stats.latencies)
+    res.records_per_sec = stats.ok_records / res.seconds
+    res.requests_per_sec = len(lat) / res.seconds
+    res.p50_ms, res.p99_ms = percentile(lat, 0.50) * 1e3, percentile(lat, 0.99) * 1e3
+    res.max_ms = (lat[-1] if lat else 0.0) * 1e3
+    res.errors = dict(stats.errors)
+    res.late_sends = stats.late
+    res.acked_records = stats.all_ok_records
+
+
+def _window(
+    pool: ClientPool, args: argparse.Namespace, gw_pid: int, res: PassResult
+) -> tuple[CpuWindow, CpuWindow]:
+    """Start the clients, and measure CPU (and optionally a profile) over the timed window."""
+    start = time.monotonic() + 0.2
+    measure, end = start + args.warmup, start + args.warmup + args.seconds
+    gw_cpu, client_cpu, machine = CpuWindow((gw_pid,)), CpuWindow(pool.pids), CpuWindow(())
+    pool.go(start, measure, end)
+    wait_until(measure)
+    for w in (gw_cpu, client_cpu, machine):
+        w.begin()
+    spy = None
+    if args.profile:
+        raw = OUT_DIR / f"profile-{args.stamp}-{res.front}-{res.batch}-{res.mode}.txt"
+        OUT_DIR.mkdir(parents=True, exist_ok=True)
+        spy = profiling.start(gw_pid, args.seconds, raw)
+        res.profile_file = str(raw.relative_to(ROOT)) if spy is not None else ""
+    wait_until(end)
+    for w in (gw_cpu, client_cpu, machine):
+        w.end()
+    profiling.finish(spy)
+    res.other_cores = max(0.0, machine.cores - gw_cpu.cores - client_cpu.cores)
+    return gw_cpu, client_cpu
+
+
+def run_pass(
+    pool: ClientPool, args: argparse.Namespace, tmp: Path, res: PassResult, rate: float = 0.0
+) -> PassResult:
+    """One gateway process, one load pass; fills ``res`` in place and returns it."""
+    sink = tmp / f"sink-{res.front}-{res.batch}-{res.mode}"
+    # Write back what earlier passes left dirty, so it does not slow this pass's fsyncs.
+    os.sync()
+    gw = GatewayProcess(gateway_args(args, sink), cwd=str(ROOT))
+    with gw:
+        target = gw.grpc_target if res.front == "grpc" else gw.http_url
+        tag = uuid.uuid4().hex[:8]
+        pool.prepare(LoadSpec(res.front, target, res.batch, args.senders, tag, rate))
+        gw_cpu, client_cpu = _window(pool, args, gw.pid, res)
+        stats, failures = pool.finish(timeout=90)
+        res.peak_rss_mib = memory_kib(gw.pid).get("VmHWM", 0) / 1024
+    fill_stats(res, stats)
+    res.failure = "; ".join(sorted(set(failures)))
+    res.gw_cores, res.client_cores = gw_cpu.cores, client_cpu.cores
+    res.records_per_core = res.records_per_sec / res.gw_cores if res.gw_cores else 0.0
+    res.gateway_exit = gw.proc.returncode if gw.proc is not None else None
+    res.gateway_log = log_problems(gw.logs)
+    res.stored_lines = count_sink_lines(sink)
+    if res.profile_file:
+        res.profile = profiling.top_frames(ROOT / res.profile_file)
+    _remove_tree(sink)
+    return res
+
+
+def _remove_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def guarded_pass(
+    pool: ClientPool, args: argparse.Namespace, tmp: Path, res: PassResult, rate: float = 0.0
+) -> PassResult:
+    """Like :func:`run_pass`, but a gateway or client that fails to start is reported."""
+    what = f"{res.front} batch {res.batch} {res.mode}"
+    if args.start_failed:
+        res.failure = "did not start: skipped, the gateway failed to start before"
+        return res
+    print(f"  {what} ...", end="", flush=True)
+    try:
+        run_pass(pool, args, tmp, res, rate)
+    except (GatewayStartError, RuntimeError) as exc:
+        res.failure = f"did not start: {exc}"
+        args.start_failed = isinstance(exc, GatewayStartError)
+        print(f" FAILED TO START\n{exc}", flush=True)
+        return res
+    print(f" {res.records_per_sec:,.0f} records/s, p99 {res.p99_ms:.1f} ms", flush=True)
+    return res
+
+
+def run_gateway_passes(
+    pool: ClientPool, args: argparse.Namespace, tmp: Path
+) -> tuple[list[PassResult], list[PassResult]]:
+    args.start_failed = False
+    passes = [
+        guarded_pass(pool, args, tmp, PassResult(front, batch, "max", args.seconds))
+        for batch in args.batches
+        for front in args.fronts
+    ]
+    half = []
+    for front in args.fronts:
+        best = next((r for r in passes if r.front == front and r.batch == HALF_LOAD_BATCH), None)
+        if best is None or best.records_per_sec <= 0:
+            continue
+        res = PassResult(front, HALF_LOAD_BATCH, "half", args.seconds)
+        res.target_records_per_sec = best.records_per_sec / 2
+        half.append(guarded_pass(pool, args, tmp, res, best.requests_per_sec / 2))
+    return passes, half
+
+
+def run_peer(args: argparse.Namespace, tmp: Path) -> dict[str, Any] | None:
+    if args.no_syslog_ng:
+        return None
+    missing = available()
+    if missing:
+        print(f"  syslog-ng skipped: {missing}", flush=True)
+        return {"failure": missing}
+    print("  syslog-ng + loggen ...", end="", flush=True)
+    workdir = tmp / "syslog-ng"
+    workdir.mkdir()
+    os.sync()
+    try:
+        result = run_syslog_ng(workdir, args.seconds, args.warmup).to_dict()
+    except (RuntimeError, OSError) as exc:
+        print(f" FAILED TO START\n{exc}", flush=True)
+        return {"failure": str(exc)}
+    finally:
+        _remove_tree(workdir)
+    print(f" {result['msgs_per_sec']:,.0f} msgs/s", flush=True)
+    return result
+
+
+def environment(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    model = next(
+        (
+            ln.split(":", 1)[1].strip()
+            for ln in Path("/proc/cpuinfo").read_text().splitlines()
+            if ln.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "seconds": args.seconds,
+        "warmup": args.warmup,
+        "client_processes": args.clients,
+        "senders_per_process": args.senders,
+        "durability": args.durability,
+        "config": args.config,
+        "sink_filesystem": report.filesystem(tmp),
+        "stamp": args.stamp,
+        "load_average_at_start": round(os.getloadavg()[0], 2),
+    }
+
+
+def save(doc: dict[str, Any]) -> Path:
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    path = OUT_DIR / f"ingest-{doc['environment']['stamp']}.json"
+    path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    # Ctrl-C and SIGTERM both unwind through the cleanup below, even when started with
+    # SIGINT ignored (as a background job of a script is).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _terminate)
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    with ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="logops-bench-")))
+        env = environment(args, tmp)
+        report.print_header(env)
+        pool = ClientPool(args.clients)
+        stack.callback(pool.close)
+        passes, half = run_gateway_passes(pool, args, tmp)
+        peer = run_peer(args, tmp)
+    doc = report.summary(started, env, [asdict(r) for r in passes], [asdict(r) for r in half], peer)
+    report.print_tables(doc)
+    print(f"\nsaved {save(doc).relative_to(ROOT)}")
+    failed = [r for r in passes + half if r.failure.startswith("did not start")]
+    return 1 if failed or (peer or {}).get("failure") else 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("\ninterrupted; processes stopped and temporary files removed", file=sys.stderr)
+        sys.exit(130)

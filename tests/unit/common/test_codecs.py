@@ -1,0 +1,116 @@
+"""Body decoding: every content type, per-record errors, and bounded decompression."""
+
+import gzip
+import zlib
+
+import pytest
+
+from services.common.codecs import decode_body, decompress, media_kind
+from services.common.errors import BadRequest, TooLarge, UnsupportedMediaType
+
+
+def test_media_types_and_parameters() -> None:
+    assert media_kind("application/json; charset=utf-8") == "json"
+    assert media_kind("Application/X-NDJSON") == "ndjson"
+    assert media_kind("text/csv") == "csv"
+    assert media_kind("text/plain") == "text"
+    assert media_kind("application/x-protobuf") == "protobuf"
+    for bad in (None, "", "application/xml", "image/png"):
+        with pytest.raises(UnsupportedMediaType):
+            media_kind(bad)
+
+
+def test_json_array_keeps_good_records_and_rejects_non_objects() -> None:
+    batch = decode_body("json", b'[{"msg":"a"}, 3, {"msg":"b"}, "x"]', {"emitter": "e1"})
+    assert batch.records == [{"msg": "a"}, None, {"msg": "b"}, None]
+    assert [(r.index, r.reason) for r in batch.rejections] == [
+        (1, "invalid_record"),
+        (3, "invalid_record"),
+    ]
+    assert batch.emitter == "e1"
+
+
+def test_json_batch_object_carries_its_envelope() -> None:
+    body = b'{"batch_id":"b1","emitter":"web","run_id":"r","records":[{"msg":"a"}]}'
+    batch = decode_body("json", body, {"emitter": "ignored"})
+    assert (batch.batch_id, batch.emitter, batch.run_id) == ("b1", "web", "r")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"{", b'{"records": 3}', b'{"msg": "no records key"}', b'"x"', b"\xff\xfe", b""],
+)
+def test_unreadable_json_is_a_bad_request(body: bytes) -> None:
+    with pytest.raises(BadRequest):
+        decode_body("json", body, {})
+
+
+def test_json_envelope_types_are_checked() -> None:
+    with pytest.raises(BadRequest, match="batch_id"):
+        decode_body("json", b'{"batch_id": 5, "records": []}', {})
+
+
+def test_ndjson_bad_line_rejected_alone() -> None:
+    body = b'{"msg":"a"}\n\n{broken\n[1]\n{"msg":"b"}\n'
+    batch = decode_body("ndjson", body, {"batch_id": "hdr"})
+    assert batch.records == [{"msg": "a"}, None, None, {"msg": "b"}]
+    assert [(r.index, r.reason) for r in batch.rejections] == [
+        (1, "parse_error"),
+        (2, "invalid_record"),
+    ]
+    assert "line 3" in batch.rejections[0].message
+    assert batch.batch_id == "hdr"
+
+
+def test_csv_with_header_and_quoting() -> None:
+    body = (
+        b'ts,level,msg\n2024-01-01T00:00:00Z,INFO,"hello, world"\n'
+        b'2024-01-01T00:00:01Z,ERROR,"say ""hi"""\n'
+    )
+    batch = decode_body("csv", body, {})
+    assert [r["msg"] for r in batch.records if r] == ["hello, world", 'say "hi"']
+    assert batch.records[0] is not None and batch.records[0]["format"] == "csv"
+
+
+def test_csv_row_with_wrong_field_count_is_rejected_alone() -> None:
+    body = b"ts,level,msg\n2024-01-01T00:00:00Z,INFO,ok\n1,2\n2024-01-01T00:00:01Z,WARN,fine\n"
+    batch = decode_body("csv", body, {})
+    assert [r["msg"] if r else None for r in batch.records] == ["ok", None, "fine"]
+    assert [(r.index, r.reason) for r in batch.rejections] == [(1, "parse_error")]
+
+
+def test_text_lines_become_raw_records_with_the_header_format() -> None:
+    body = b"first line\r\n\nsecond \xff line\nthird\n"
+    batch = decode_body("text", body, {"format": "syslog"})
+    assert batch.records == [{"raw": "first line"}, None, {"raw": "third"}]
+    assert batch.default_format == "syslog"
+    assert [(r.index, r.reason) for r in batch.rejections] == [(1, "parse_error")]
+
+
+def test_gzip_and_deflate_round_trip() -> None:
+    data = b'[{"msg":"x"}]' * 100
+    assert decompress(gzip.compress(data), "gzip", 10_000) == data
+    assert decompress(zlib.compress(data), "deflate", 10_000) == data
+    assert decompress(data, None, 10_000) == data
+
+
+def test_gzip_bomb_stops_at_the_limit() -> None:
+    bomb = gzip.compress(b"\0" * (50 * 1024 * 1024))
+    assert len(bomb) < 100_000
+    with pytest.raises(TooLarge):
+        decompress(bomb, "gzip", 4 * 1024 * 1024)
+
+
+def test_broken_or_unknown_encodings() -> None:
+    with pytest.raises(BadRequest):
+        decompress(b"not gzip at all", "gzip", 1000)
+    with pytest.raises(BadRequest, match="truncated"):
+        decompress(gzip.compress(b"x" * 1000)[:-12], "gzip", 10_000)
+    with pytest.raises(UnsupportedMediaType):
+        decompress(b"x", "br", 1000)
+
+
+@pytest.mark.parametrize("body", [b"", b"{}", b"a,b,c\n1,2,3\n", b'"unterminated\n'])
+def test_csv_needs_a_header_with_a_message_column(body: bytes) -> None:
+    with pytest.raises(BadRequest, match="header"):
+        decode_body("csv", body, {})
