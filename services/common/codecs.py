@@ -15,8 +15,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
-from emitters.formats.csvline import parse_csv_document
 
+from emitters.formats.csvline import parse_csv_document
 from services.common.errors import BadRequest, TooLarge, UnsupportedMediaType
 from services.common.model import Batch, Record, Rejection
 

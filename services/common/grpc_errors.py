@@ -53,7 +53,8 @@ def error_from_rpc(err: grpc.RpcError) -> LogOpsError:
     """Rebuild the server's exception from a failed call (client side)."""
     reason, retry_after = "", None
     status = rpc_status.from_call(err) if isinstance(err, grpc.Call) else None
-    for detail in status.details if status else []:
+    details: list[any_pb2.Any] = list(status.details) if status else []
+    for detail in details:
         if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
             info = error_details_pb2.ErrorInfo()
             detail.Unpack(info)

@@ -61,7 +61,9 @@ def _on_falcon_error(
     err = LogOpsError(message, reason=reason)
     write_error(req, resp, err)
     resp.status = status
-    for name, value in (exc.headers or {}).items():
+    headers = exc.headers or {}
+    pairs = list(headers.items()) if isinstance(headers, dict) else list(headers)
+    for name, value in pairs:
         resp.set_header(name, value)
 
 
@@ -72,7 +74,7 @@ def _on_unexpected(
     write_error(req, resp, Internal("internal error; quote the request id when reporting it"))
 
 
-def install_error_handlers(app: falcon.App) -> None:
+def install_error_handlers(app: falcon.App[Any, Any]) -> None:
     """Register the handlers once on the base classes; Falcon picks them by MRO."""
     app.add_error_handler(Exception, _on_unexpected)
     app.add_error_handler(falcon.HTTPError, _on_falcon_error)

@@ -15,16 +15,20 @@ import grpc
 from services.common.logs import accept_request_id, front_var, request_id_var
 
 
-class RequestIdInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
+class RequestIdInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
     def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler | None:
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = continuation(handler_call_details)
         if handler is None or handler.unary_unary is None:
             return handler
-        incoming = dict(handler_call_details.invocation_metadata or ())
+        incoming = {
+            key: value
+            for key, value in handler_call_details.invocation_metadata or ()
+            if isinstance(value, str)
+        }
         behaviour = handler.unary_unary
 
         def with_request_id(request: Any, context: grpc.ServicerContext) -> Any:
@@ -34,4 +38,8 @@ class RequestIdInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
             context.set_trailing_metadata((("x-request-id", rid),))
             return behaviour(request, context)
 
-        return handler._replace(unary_unary=with_request_id)
+        # The handler is a namedtuple: swap the behaviour, keep the (de)serializers.
+        wrapped: grpc.RpcMethodHandler[Any, Any] = handler._replace(  # type: ignore[attr-defined]
+            unary_unary=with_request_id
+        )
+        return wrapped

@@ -8,6 +8,7 @@ oversized message is refused by gRPC before any of our code runs.
 from __future__ import annotations
 
 from concurrent import futures
+from typing import Any
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -57,7 +58,7 @@ def _decode(body: bytes) -> Batch:
     return batch_from_pb(request.batch)
 
 
-def log_service_handler(push: LogServicePush) -> grpc.GenericRpcHandler:
+def log_service_handler(push: LogServicePush) -> grpc.GenericRpcHandler[Any, Any]:
     return grpc.method_handlers_generic_handler(
         SERVICE_NAME,
         {

@@ -7,6 +7,8 @@ limit, decode into a ``Batch`` and call the core. Responses are the JSON form of
 
 from __future__ import annotations
 
+from typing import Any
+
 import falcon
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -90,7 +92,7 @@ class OpenApiResource:
         resp.data = self._body
 
 
-def create_http_app(core: IngestCore, registry: CollectorRegistry) -> falcon.App:
+def create_http_app(core: IngestCore, registry: CollectorRegistry) -> falcon.App[Any, Any]:
     app = falcon.App(middleware=[RequestIdMiddleware()])
     install_error_handlers(app)
     app.add_route("/v1/logs", LogsResource(core))

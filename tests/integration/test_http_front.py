@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 from falcon.inspect import inspect_routes
-
 from logops.v1 import logs_pb2
+
 from services.ingest.wiring import IngestGateway
 from tests.conftest import GatewayFactory, stored_lines
 

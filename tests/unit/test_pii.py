@@ -89,7 +89,12 @@ def test_address_never_survives(before: str, address: str, after: str, masker: M
     assert address not in out
 
 
-@given(st.text(st.characters(blacklist_characters="@", codec="utf-8"), max_size=120))
+@given(
+    st.one_of(
+        st.text(st.characters(blacklist_characters="@", codec="utf-8"), max_size=120),
+        st.text("0123456789.:x ", max_size=40),
+    )
+)
 def test_text_without_addresses_is_unchanged(text: str) -> None:
     assume(not re.search(r"(?<![0-9.])[0-9]{1,3}(\.[0-9]{1,3}){3}(?![0-9]|\.[0-9])", text))
     assert MASK.apply(text) == text

@@ -1,0 +1,361 @@
+"""Each log format renders what its parser reads back, and parses what real senders write."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from emitters.formats import (
+    FORMAT_NAMES,
+    FormatError,
+    detect_format,
+    get_format,
+    parse_csv_document,
+)
+
+JSON = get_format("json")
+CSV = get_format("csv")
+SYSLOG = get_format("syslog")
+LOGFMT = get_format("logfmt")
+
+# Text with the characters that break naive formats: quotes, commas, backslashes, "=",
+# spaces, newlines and other controls, and any unicode (no surrogates).
+NASTY = st.text(
+    st.one_of(st.sampled_from('"\\,= \n\r\t\'{}[]#:'), st.characters(codec="utf-8")),
+    max_size=40,
+)
+PRINTABLE = st.text(st.characters(codec="utf-8", blacklist_categories=("Cc", "Cs")), max_size=40)
+TIMESTAMPS = st.from_regex(r"20\d\d-[01]\d-[0-3]\dT[0-2]\d:[0-5]\d:[0-5]\d\.\d{3}Z", fullmatch=True)
+TOKENS = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,15}", fullmatch=True)
+LEVEL_WORDS = st.sampled_from(["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "warning"])
+
+
+def test_registry() -> None:
+    assert FORMAT_NAMES == ("json", "csv", "syslog", "logfmt")
+    for name in FORMAT_NAMES:
+        assert get_format(name).name == name
+    with pytest.raises(KeyError):
+        get_format("yaml")
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ('{"ts":"2024-03-12T14:05:09.482Z","msg":"hi"}', "json"),
+        ('  {"msg": "indented"}', "json"),
+        ("2024-03-12T14:05:09.482Z web01 checkout[4412]: ERROR payment declined", "syslog"),
+        ("<34>Mar  2 04:05:06 web01 sshd[4412]: Failed password for root", "syslog"),
+        ("Mar  2 04:05:06 web01 cron: job done", "syslog"),
+        ('ts=2024-03-12T14:05:09.482Z level=error msg="upstream timeout"', "logfmt"),
+        ("level=info msg=started", "logfmt"),
+        ('2024-03-12T14:05:09Z,ERROR,"timeout, retrying"', "csv"),
+        ("just some words", None),
+        ("hello, world, again", None),
+        ("", None),
+        ("a sentence with x=1 later", None),
+    ],
+)
+def test_detect(line: str, expected: str | None) -> None:
+    assert detect_format(line) == expected
+
+
+# --- json ---------------------------------------------------------------------------
+
+
+def test_json_parse() -> None:
+    line = '{"ts":"2024-03-12T14:05:09.482Z","level":"info","msg":"order placed","order_id":42}'
+    assert JSON.parse(line) == {
+        "ts": "2024-03-12T14:05:09.482Z",
+        "level": "info",
+        "msg": "order placed",
+        "order_id": 42,
+    }
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("[1, 2]", "must be an object, not an array"),
+        ('"text"', "not a string"),
+        ("42", "not a number"),
+        ("null", "not a JSON literal"),
+        ('{"msg": "cut', "invalid JSON"),
+        ("", "invalid JSON"),
+    ],
+)
+def test_json_refuses(line: str, message: str) -> None:
+    with pytest.raises(FormatError, match=message):
+        JSON.parse(line)
+
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | NASTY,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(NASTY, inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@given(st.dictionaries(NASTY, JSON_VALUES, max_size=6))
+def test_json_round_trip(rec: dict[str, Any]) -> None:
+    line = JSON.render(rec)
+    assert "\n" not in line
+    assert JSON.parse(line) == rec
+    assert detect_format(line) == "json"
+
+
+# --- csv ----------------------------------------------------------------------------
+
+
+def test_csv_render_quotes_like_rfc4180() -> None:
+    rec = {"ts": "2024-03-12T14:05:09Z", "level": "ERROR", "msg": 'timeout calling "payments", retry'}
+    line = CSV.render(rec)
+    assert line == '2024-03-12T14:05:09Z,ERROR,"timeout calling ""payments"", retry"'
+    assert next(csv.reader([line])) == [rec["ts"], rec["level"], rec["msg"]]
+
+
+def test_csv_renders_exactly_three_columns() -> None:
+    assert CSV.render({"ts": "1", "msg": "x", "service": "svc"}) == "1,,x"
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("2024-03-12T14:05:09Z,INFO,started", {"ts": "2024-03-12T14:05:09Z", "level": "INFO"}),
+        ('1,WARN,"a, ""quoted"" word"', {"ts": "1", "level": "WARN", "msg": 'a, "quoted" word'}),
+        ("1,WARN,unquoted, commas stay", {"ts": "1", "level": "WARN"}),
+        ("1,,no level", {"ts": "1", "msg": "no level"}),
+        ('1,INFO,"two\nlines"', {"ts": "1", "level": "INFO", "msg": "two\nlines"}),
+    ],
+)
+def test_csv_parse(line: str, expected: dict[str, str]) -> None:
+    parsed = CSV.parse(line)
+    assert {k: v for k, v in parsed.items() if k != "msg" or "msg" in expected} == expected or (
+        parsed == {**expected, "msg": line.split(",", 2)[2]}
+    )
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("ts,level,msg", "header"),
+        ("only,two", "expected 3 fields"),
+        ('"a","b","c","d"', "expected 3 fields"),
+        ("", "expected 3 fields"),
+    ],
+)
+def test_csv_refuses(line: str, message: str) -> None:
+    with pytest.raises(FormatError, match=message):
+        CSV.parse(line)
+
+
+def test_csv_document_keeps_good_rows() -> None:
+    body = (
+        "timestamp,level,message\r\n"
+        '2024-03-12T14:05:09Z,INFO,"multi\nline, with comma"\r\n'
+        "2024-03-12T14:05:10Z,WARN\r\n"
+        "\r\n"
+        "2024-03-12T14:05:11Z,ERROR,x,extra\r\n"
+        '2024-03-12T14:05:12Z,,"said ""hi"""\r\n'
+    )
+    rows = parse_csv_document(body)
+    assert rows[0] == {
+        "timestamp": "2024-03-12T14:05:09Z",
+        "level": "INFO",
+        "message": "multi\nline, with comma",
+    }
+    assert isinstance(rows[1], FormatError)
+    assert "2 fields, the header has 3" in str(rows[1])
+    assert isinstance(rows[2], FormatError)
+    assert rows[3] == {"timestamp": "2024-03-12T14:05:12Z", "message": 'said "hi"'}
+    assert len(rows) == 4
+
+
+def test_csv_document_edges() -> None:
+    assert parse_csv_document("") == []
+    assert parse_csv_document("ts,level,msg\n") == []
+    big = "x" * 300_000
+    assert parse_csv_document(f"ts,level,msg\n1,INFO,{big}\n") == [
+        {"ts": "1", "level": "INFO", "msg": big}
+    ]
+
+
+@given(TIMESTAMPS, LEVEL_WORDS, NASTY.filter(bool))
+def test_csv_round_trip(ts: str, level: str, msg: str) -> None:
+    rec = {"ts": ts, "level": level, "msg": msg}
+    line = CSV.render(rec)
+    assert CSV.parse(line) == rec
+    assert parse_csv_document(f"ts,level,msg\r\n{line}\r\n") == [rec]
+    assert list(csv.reader(io.StringIO(line, newline=""))) == [[ts, level, msg]]
+
+
+# --- syslog -------------------------------------------------------------------------
+
+
+def test_syslog_render() -> None:
+    rec = {
+        "ts": "2024-03-12T14:05:09.482Z",
+        "host": "web01",
+        "service": "checkout",
+        "pid": 4412,
+        "level": "ERROR",
+        "msg": "payment declined",
+    }
+    line = "2024-03-12T14:05:09.482Z web01 checkout[4412]: ERROR payment declined"
+    assert SYSLOG.render(rec) == line
+    assert SYSLOG.parse(line) == rec
+
+
+def test_syslog_render_fills_and_escapes() -> None:
+    assert SYSLOG.render({"msg": "two\nlines"}) == "- - -: two#012lines"
+    assert SYSLOG.render({"ts": "x", "host": "a b", "service": "c:d", "level": "INFO"}) == (
+        "x a_b c_d: INFO"
+    )
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        (
+            "<34>Mar  2 04:05:06 web01 sshd[4412]: Failed password for root",
+            {
+                "ts": "Mar  2 04:05:06",
+                "level": "<34>",
+                "msg": "Failed password for root",
+                "service": "sshd",
+                "host": "web01",
+                "pid": 4412,
+                "syslog_facility": 4,
+                "syslog_severity": 2,
+            },
+        ),
+        (
+            # After a PRI only an upper-case word is a level: "Error" here is prose.
+            "<13>Mar 12 14:05:09 host app: Error reading file",
+            {
+                "ts": "Mar 12 14:05:09",
+                "level": "<13>",
+                "msg": "Error reading file",
+                "service": "app",
+                "host": "host",
+                "syslog_facility": 1,
+                "syslog_severity": 5,
+            },
+        ),
+        (
+            "<11>Mar 12 14:05:09 host app: ERROR disk full",
+            {
+                "ts": "Mar 12 14:05:09",
+                "level": "ERROR",
+                "msg": "disk full",
+                "service": "app",
+                "host": "host",
+                "syslog_facility": 1,
+                "syslog_severity": 3,
+            },
+        ),
+        (
+            "Mar 12 14:05:09 app[7]: warn: low disk",
+            {"ts": "Mar 12 14:05:09", "level": "warn", "msg": "low disk", "service": "app"}
+            | {"pid": 7},
+        ),
+        (
+            "2024-03-12T14:05:09+02:00 db1 postgres: starting",
+            {"ts": "2024-03-12T14:05:09+02:00", "msg": "starting"}
+            | {"service": "postgres", "host": "db1"},
+        ),
+        ("- - -: INFO", {"level": "INFO"}),
+    ],
+)
+def test_syslog_parse_lenient(line: str, expected: dict[str, Any]) -> None:
+    assert SYSLOG.parse(line) == expected
+
+
+@pytest.mark.parametrize(
+    "line", ["just words", "", "<999>Mar 12 14:05:09 host app: x", "2024-03-12T14:05:09Z host"]
+)
+def test_syslog_refuses(line: str) -> None:
+    with pytest.raises(FormatError):
+        SYSLOG.parse(line)
+
+
+@given(
+    TIMESTAMPS,
+    TOKENS,
+    TOKENS,
+    st.none() | st.integers(0, 4_000_000),
+    LEVEL_WORDS,
+    PRINTABLE.filter(bool),
+)
+def test_syslog_round_trip(
+    ts: str, host: str, service: str, pid: int | None, level: str, msg: str
+) -> None:
+    rec: dict[str, Any] = {"ts": ts, "level": level, "msg": msg, "service": service, "host": host}
+    if pid is not None:
+        rec["pid"] = pid
+    line = SYSLOG.render(rec)
+    assert SYSLOG.parse(line) == rec
+    assert detect_format(line) == "syslog"
+
+
+# --- logfmt -------------------------------------------------------------------------
+
+
+def test_logfmt_parse() -> None:
+    line = (
+        'ts=2024-03-12T14:05:09.482Z level=error msg="upstream \\"api\\" timeout" '
+        'svc=checkout status=504 path="C:\\\\temp" retry empty='
+    )
+    assert LOGFMT.parse(line) == {
+        "ts": "2024-03-12T14:05:09.482Z",
+        "level": "error",
+        "msg": 'upstream "api" timeout',
+        "svc": "checkout",
+        "status": "504",
+        "path": "C:\\temp",
+        "retry": True,
+        "empty": "",
+    }
+
+
+def test_logfmt_render() -> None:
+    rec = {"svc": "checkout", "msg": 'say "hi"', "level": "info", "n": 3, "ok": True}
+    assert LOGFMT.render(rec) == 'level=info msg="say \\"hi\\"" svc=checkout n=3 ok=true'
+    assert LOGFMT.render({"msg": "a=b c\nd"}) == 'msg="a=b c\\nd"'
+
+
+@pytest.mark.parametrize("line", ['msg="unterminated', 'a=b"c', "", "   "])
+def test_logfmt_refuses(line: str) -> None:
+    with pytest.raises(FormatError):
+        LOGFMT.parse(line)
+
+
+@given(
+    st.dictionaries(
+        st.from_regex(r"[a-z_][a-z0-9_.]{0,10}", fullmatch=True), NASTY, min_size=1, max_size=6
+    )
+)
+def test_logfmt_round_trip(rec: dict[str, str]) -> None:
+    line = LOGFMT.render(rec)
+    assert "\n" not in line and "\r" not in line
+    assert LOGFMT.parse(line) == rec
+
+
+@given(st.text(max_size=60))
+def test_parsers_raise_only_format_errors(line: str) -> None:
+    for name in FORMAT_NAMES:
+        try:
+            parsed = get_format(name).parse(line)
+        except FormatError:
+            continue
+        assert isinstance(parsed, dict)
+        orjson.dumps(parsed)
