@@ -54,9 +54,9 @@ class SyslogFormat:
         pid = value_text(rec.get("pid"))
         if pid:
             head = f"{head}[{_UNSAFE_TOKEN.sub('_', pid)}]"
-        level = value_text(rec.get("level"))
+        level = _UNSAFE_TOKEN.sub("_", value_text(rec.get("level")))
         msg = _escape(value_text(rec.get("msg")))
-        body = f"{_UNSAFE_TOKEN.sub('_', level)} {msg}" if level else msg
+        body = f"{level} {msg}" if level and msg else level or msg
         return f"{head}: {body}" if body else f"{head}:"
 
     def parse(self, line: str) -> dict[str, Any]:

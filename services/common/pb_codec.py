@@ -18,30 +18,39 @@ from services.common.model import Batch, MissingCounts, PushResult, Record, Reje
 
 
 def batch_from_pb(msg: logs_pb2.LogBatch) -> Batch:
-    """Turn a ``LogBatch`` into a ``Batch`` of record dicts (fields merged at the top)."""
+    """Turn a ``LogBatch`` into a ``Batch`` of record dicts (fields merged at the top).
+
+    The hot path of the gRPC front: each attribute read crosses into upb, so every
+    field is read once, and ``HasField`` is asked only when the value reads as empty.
+    """
     records: list[Record | None] = []
     append = records.append
     for r in msg.records:
-        rec: Record = dict(r.fields) if r.fields else {}
+        fields = r.fields
+        rec: Record = {key: fields[key] for key in fields} if fields else {}
         # Unset proto3 strings read as "": leave them out so they count as absent.
-        if r.HasField("ts"):
-            rec["ts"] = r.ts
-        if r.HasField("level"):
-            rec["level"] = r.level
-        if r.raw:
-            rec["raw"] = r.raw
+        ts = r.ts
+        if ts or r.HasField("ts"):
+            rec["ts"] = ts
+        level = r.level
+        if level or r.HasField("level"):
+            rec["level"] = level
+        raw = r.raw
+        if raw:
+            rec["raw"] = raw
         else:
             rec["msg"] = r.msg
-        if r.format:
-            rec["format"] = r.format
-        if r.service:
-            rec["service"] = r.service
-        if r.host:
-            rec["host"] = r.host
-        if r.stream:
-            rec["stream"] = r.stream
-        if r.HasField("seq"):
-            rec["seq"] = r.seq
+        for key, value in (
+            ("format", r.format),
+            ("service", r.service),
+            ("host", r.host),
+            ("stream", r.stream),
+        ):
+            if value:
+                rec[key] = value
+        seq = r.seq
+        if seq or r.HasField("seq"):
+            rec["seq"] = seq
         append(rec)
     return Batch(
         records=records,

@@ -27,7 +27,7 @@ LOGFMT = get_format("logfmt")
 # Text with the characters that break naive formats: quotes, commas, backslashes, "=",
 # spaces, newlines and other controls, and any unicode (no surrogates).
 NASTY = st.text(
-    st.one_of(st.sampled_from('"\\,= \n\r\t\'{}[]#:'), st.characters(codec="utf-8")),
+    st.one_of(st.sampled_from("\"\\,= \n\r\t'{}[]#:"), st.characters(codec="utf-8")),
     max_size=40,
 )
 PRINTABLE = st.text(st.characters(codec="utf-8", blacklist_categories=("Cc", "Cs")), max_size=40)
@@ -117,9 +117,9 @@ def test_json_round_trip(rec: dict[str, Any]) -> None:
 
 
 def test_csv_render_quotes_like_rfc4180() -> None:
-    rec = {"ts": "2024-03-12T14:05:09Z", "level": "ERROR", "msg": 'timeout calling "payments", retry'}
+    rec = {"ts": "2024-03-12T14:05:09Z", "level": "ERROR", "msg": 'calling "payments", retry'}
     line = CSV.render(rec)
-    assert line == '2024-03-12T14:05:09Z,ERROR,"timeout calling ""payments"", retry"'
+    assert line == '2024-03-12T14:05:09Z,ERROR,"calling ""payments"", retry"'
     assert next(csv.reader([line])) == [rec["ts"], rec["level"], rec["msg"]]
 
 
@@ -130,18 +130,17 @@ def test_csv_renders_exactly_three_columns() -> None:
 @pytest.mark.parametrize(
     ("line", "expected"),
     [
-        ("2024-03-12T14:05:09Z,INFO,started", {"ts": "2024-03-12T14:05:09Z", "level": "INFO"}),
-        ('1,WARN,"a, ""quoted"" word"', {"ts": "1", "level": "WARN", "msg": 'a, "quoted" word'}),
-        ("1,WARN,unquoted, commas stay", {"ts": "1", "level": "WARN"}),
-        ("1,,no level", {"ts": "1", "msg": "no level"}),
-        ('1,INFO,"two\nlines"', {"ts": "1", "level": "INFO", "msg": "two\nlines"}),
+        ("2024-03-12T14:05:09Z,INFO,started", ["2024-03-12T14:05:09Z", "INFO", "started"]),
+        ('1,WARN,"a, ""quoted"" word"', ["1", "WARN", 'a, "quoted" word']),
+        ("1,WARN,unquoted, commas stay", ["1", "WARN", "unquoted, commas stay"]),
+        ('1,INFO,"two\nlines"', ["1", "INFO", "two\nlines"]),
+        ("1,,no level", ["1", None, "no level"]),
+        ("1,INFO,", ["1", "INFO", None]),
     ],
 )
-def test_csv_parse(line: str, expected: dict[str, str]) -> None:
-    parsed = CSV.parse(line)
-    assert {k: v for k, v in parsed.items() if k != "msg" or "msg" in expected} == expected or (
-        parsed == {**expected, "msg": line.split(",", 2)[2]}
-    )
+def test_csv_parse(line: str, expected: list[str | None]) -> None:
+    wanted = {k: v for k, v in zip(("ts", "level", "msg"), expected, strict=True) if v is not None}
+    assert CSV.parse(line) == wanted
 
 
 @pytest.mark.parametrize(

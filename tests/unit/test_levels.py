@@ -87,9 +87,11 @@ def test_syslog_pri_text(text: str, expected: str | None) -> None:
 
 @pytest.mark.parametrize(
     ("severity", "expected"),
-    [(0, "FATAL"), (1, "FATAL"), (2, "FATAL"), (3, "ERROR"), (4, "WARN"), (5, "INFO")]
-    + [(6, "INFO"), (7, "DEBUG"), ("3", "ERROR"), (8, None), (-1, None), (True, None)]
-    + [("x", None), (None, None)],
+    [
+        *((0, "FATAL"), (1, "FATAL"), (2, "FATAL"), (3, "ERROR"), (4, "WARN"), (5, "INFO")),
+        *((6, "INFO"), (7, "DEBUG"), ("3", "ERROR"), (8, None), (-1, None), (True, None)),
+        *(("x", None), (None, None)),
+    ],
 )
 def test_syslog_severity(severity: object, expected: str | None) -> None:
     assert syslog_level(severity) == expected

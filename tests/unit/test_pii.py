@@ -65,7 +65,7 @@ def test_hash_needs_a_salt() -> None:
 
 
 def test_unknown_mode() -> None:
-    with pytest.raises(ConfigError, match="pii.mode"):
+    with pytest.raises(ConfigError, match=r"pii\.mode"):
         Masker(PiiConfig(mode="scramble"))
 
 
