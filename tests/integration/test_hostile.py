@@ -38,7 +38,8 @@ def test_random_bytes_on_both_ports(gateway: IngestGateway) -> None:
     for port in (a.http_port, a.grpc_port):
         for _ in range(30):
             _send_garbage("127.0.0.1", port, rng.randbytes(rng.randint(1, 4096)))
-        _send_garbage("127.0.0.1", port, b"POST /v1/logs HTTP/1.1\r\nContent-Length: 99999\r\n\r\n{")
+        lying = b"POST /v1/logs HTTP/1.1\r\nContent-Length: 99999\r\n\r\n{"
+        _send_garbage("127.0.0.1", port, lying)
         _send_garbage("127.0.0.1", port, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + os.urandom(512))
     _still_serving(gateway)
 

@@ -132,10 +132,10 @@ def test_declared_length_over_limit_refused_before_reading(start_gateway: Gatewa
 
 
 def test_request_id_is_echoed_and_reported(gateway: IngestGateway) -> None:
-    status, doc, headers = push(gateway, b"{", "application/json", **{"X-Request-ID": "abc-123"})
+    _, doc, headers = push(gateway, b"{", "application/json", **{"X-Request-ID": "abc-123"})
     assert headers["x-request-id"] == "abc-123"
     assert doc["error"]["request_id"] == "abc-123"
-    status, doc, headers = push(gateway, b"[]", "application/json")
+    _, doc, headers = push(gateway, b"[]", "application/json")
     assert doc["request_id"] == headers["x-request-id"] != ""
 
 
