@@ -14,11 +14,13 @@ from typing import Any
 
 from emitters.formats.base import FormatError, value_text
 
-_PAIR = re.compile(
-    r'[ \t]*(?P<key>[^ \t="]+)(?:=(?:"(?P<quoted>[^"\\]*(?:\\.[^"\\]*)*)"|(?P<bare>[^ \t"]*)))?'
-    r"(?=[ \t]|$)",
-    re.DOTALL,
-)
+# Groups: key, "=", opening quote, quoted text, bare value.
+_PAIR = r'([^ \t="]+)(?:(=)(?:(")([^"\\]*(?:\\.[^"\\]*)*)"|([^ \t"]*)))?(?=[ \t]|\Z)'
+# One pass checks the whole line, a second collects the pairs: both run in C, which
+# beats matching token by token from Python several times over.
+_LINE = re.compile(rf"[ \t]*(?:{_PAIR}[ \t]*)*", re.DOTALL)
+_PAIRS = re.compile(_PAIR, re.DOTALL)
+_ONE_PAIR = re.compile(rf"[ \t]*{_PAIR}[ \t]*", re.DOTALL)
 _ESCAPE = re.compile(r"\\(u[0-9A-Fa-f]{4}|.)", re.DOTALL)
 _UNESCAPE = {"n": "\n", "r": "\r", "t": "\t", '"': '"', "\\": "\\"}
 _BAD_KEY = re.compile(r'[\s="]')
@@ -36,18 +38,14 @@ class LogfmtFormat:
         return " ".join([f"{_key(k)}={_value(rec[k])}" for k in keys])
 
     def parse(self, line: str) -> dict[str, Any]:
+        if _LINE.fullmatch(line) is None:
+            raise FormatError(f"invalid logfmt at character {_error_at(line)}: expected key=value")
         rec: dict[str, Any] = {}
-        pos, end = 0, len(line.rstrip(" \t"))
-        while pos < end:
-            match = _PAIR.match(line, pos, end)
-            if match is None:
-                raise FormatError(f"invalid logfmt at character {pos}: expected key=value")
-            key, quoted, bare = match.group("key", "quoted", "bare")
-            if quoted is not None:
+        for key, eq, quote, quoted, bare in _PAIRS.findall(line):
+            if quote:
                 rec[key] = _unescape(quoted) if "\\" in quoted else quoted
             else:
-                rec[key] = True if bare is None else bare
-            pos = match.end()
+                rec[key] = bare if eq else True
         if not rec:
             raise FormatError("an empty line is not a logfmt record")
         return rec
@@ -59,6 +57,14 @@ class LogfmtFormat:
             return False
         key = text[:eq]
         return " " not in key and '"' not in key and "\t" not in key
+
+
+def _error_at(line: str) -> int:
+    """Where the first pair that does not parse starts (for the error message only)."""
+    pos = 0
+    while (match := _ONE_PAIR.match(line, pos)) is not None and match.end() > pos:
+        pos = match.end()
+    return pos
 
 
 def _key(key: object) -> str:

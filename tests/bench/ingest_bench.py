@@ -30,7 +30,7 @@ from typing import Any
 from clients.launcher import GatewayProcess, GatewayStartError
 from tests.bench import profiling, report
 from tests.bench.loadgen import ClientPool, LoadSpec, SenderStats
-from tests.bench.procstat import CpuWindow, memory_kib, wait_until
+from tests.bench.procstat import CpuWindow, OthersWindow, memory_kib, wait_until
 from tests.bench.syslog_peer import available, run_syslog_ng
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,7 +56,7 @@ class PassResult:
     records_per_core: float = 0.0
     peak_rss_mib: float = 0.0
     client_cores: float = 0.0
-    # Everything else busy on the machine during the window: other work disturbs the numbers.
+    # Processes outside the benchmark busy during the window: their work disturbs the numbers.
     other_cores: float = 0.0
     acked_records: int = 0
     stored_lines: int = 0
@@ -145,10 +145,10 @@ def _window(
     """Start the clients, and measure CPU (and optionally a profile) over the timed window."""
     start = time.monotonic() + 0.2
     measure, end = start + args.warmup, start + args.warmup + args.seconds
-    gw_cpu, client_cpu, machine = CpuWindow((gw_pid,)), CpuWindow(pool.pids), CpuWindow(())
+    gw_cpu, client_cpu, others = CpuWindow((gw_pid,)), CpuWindow(pool.pids), OthersWindow()
     pool.go(start, measure, end)
     wait_until(measure)
-    for w in (gw_cpu, client_cpu, machine):
+    for w in (gw_cpu, client_cpu, others):
         w.begin()
     spy = None
     if args.profile:
@@ -157,10 +157,10 @@ def _window(
         spy = profiling.start(gw_pid, args.seconds, raw)
         res.profile_file = str(raw.relative_to(ROOT)) if spy is not None else ""
     wait_until(end)
-    for w in (gw_cpu, client_cpu, machine):
+    for w in (gw_cpu, client_cpu, others):
         w.end()
     profiling.finish(spy)
-    res.other_cores = max(0.0, machine.cores - gw_cpu.cores - client_cpu.cores)
+    res.other_cores = max(0.0, others.cores)
     return gw_cpu, client_cpu
 
 

@@ -37,18 +37,67 @@ def memory_kib(pid: int) -> dict[str, int]:
     return out
 
 
-def busy_seconds() -> float:
-    """CPU time the whole machine spent busy (not idle, not waiting for I/O) since boot."""
-    with open("/proc/stat", "rb") as f:
-        fields = [int(v) for v in f.readline().split()[1:9]]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
-    return (user + nice + system + irq + softirq + steal) / _TICKS
+def _process_table() -> dict[tuple[int, int], tuple[int, float]]:
+    """(pid, start time) -> (parent pid, CPU seconds) for every process now running."""
+    table = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(b")") + 2 :].split()
+        cpu = (int(fields[11]) + int(fields[12])) / _TICKS
+        table[(int(entry.name), int(fields[19]))] = (int(fields[1]), cpu)
+    return table
+
+
+def _own_tree(table: dict[tuple[int, int], tuple[int, float]]) -> set[int]:
+    """This process and all its descendants."""
+    children: dict[int, list[int]] = {}
+    for (pid, _), (ppid, _) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    tree, todo = set(), [os.getpid()]
+    while todo:
+        pid = todo.pop()
+        tree.add(pid)
+        todo.extend(children.get(pid, ()))
+    return tree
+
+
+class OthersWindow:
+    """CPU used by user processes that are not this benchmark's, over a window.
+
+    Kernel threads (children of kthreadd, pid 2) are left out: their work, writeback above
+    all, is mostly done for the benchmark itself.
+    """
+
+    def __init__(self) -> None:
+        self._start: dict[tuple[int, int], tuple[int, float]] = {}
+        self._began = 0.0
+        self.cores = 0.0
+
+    def begin(self) -> None:
+        self._began = time.monotonic()
+        self._start = _process_table()
+
+    def end(self) -> None:
+        wall = time.monotonic() - self._began
+        table = _process_table()
+        ours = _own_tree(table)
+        used = 0.0
+        for key, (ppid, cpu) in table.items():
+            if key[0] in ours or key[0] == 2 or ppid == 2:
+                continue
+            used += cpu - self._start.get(key, (0, 0.0))[1]
+        self.cores = used / wall if wall > 0 else 0.0
 
 
 @dataclass
 class CpuWindow:
-    """CPU time used by a set of processes (or, with none, the whole machine) between
-    :meth:`begin` and :meth:`end`."""
+    """CPU time used by a set of processes between :meth:`begin` and :meth:`end`."""
 
     pids: tuple[int, ...]
     started_at: float = 0.0
@@ -57,9 +106,6 @@ class CpuWindow:
     cpu: float = 0.0
 
     def _total(self) -> float:
-        # No pids: the whole machine.
-        if not self.pids:
-            return busy_seconds()
         return sum(cpu_seconds(pid) for pid in self.pids)
 
     def begin(self) -> None:

@@ -17,7 +17,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.bench.procstat import CpuWindow, memory_kib, stop_process, wait_until
+from tests.bench.procstat import (
+    CpuWindow,
+    OthersWindow,
+    memory_kib,
+    stop_process,
+    wait_until,
+)
 
 SYSLOG_NG = "/usr/sbin/syslog-ng"
 LOGGEN = "/usr/bin/loggen"
@@ -146,14 +152,14 @@ def run_syslog_ng(
         started = time.monotonic()
         counter = LineCounter(out)
         sng_cpu, lg_cpu = CpuWindow((sng.pid,)), CpuWindow((loggen.pid,))
-        machine = CpuWindow(())
+        others = OthersWindow()
         wait_until(started + warmup)
         first = counter.count()
-        for w in (sng_cpu, lg_cpu, machine):
+        for w in (sng_cpu, lg_cpu, others):
             w.begin()
         wait_until(started + warmup + seconds)
         lines = counter.count() - first
-        for w in (sng_cpu, lg_cpu, machine):
+        for w in (sng_cpu, lg_cpu, others):
             w.end()
         peak = memory_kib(sng.pid).get("VmHWM", 0) / 1024
         loggen.wait(timeout=interval + 30)
@@ -173,5 +179,5 @@ def run_syslog_ng(
         seconds=sng_cpu.wall,
         connections=connections,
         peak_rss_mib=peak,
-        other_cores=max(0.0, machine.cores - sng_cpu.cores - lg_cpu.cores),
+        other_cores=max(0.0, others.cores),
     )

@@ -417,13 +417,18 @@ def test_level_counts_and_empty_batch() -> None:
 SCALARS = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30)
 VALUES = st.recursive(
     SCALARS,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
     max_leaves=6,
 )
 KEYS = st.one_of(
     st.sampled_from(
-        [*FIXED_KEYS, "raw", "timestamp", "time", "@timestamp", "lvl", "severity", "message"]
-        + ["log", "text", "syslog_severity", "src_emitter", "client_ip", "contact"]
+        [
+            *FIXED_KEYS,
+            *("raw", "timestamp", "time", "@timestamp", "lvl", "severity", "message", "log"),
+            *("text", "syslog_severity", "src_emitter", "client_ip", "contact"),
+        ]
     ),
     st.text(max_size=8),
 )
