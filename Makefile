@@ -46,7 +46,7 @@ proto: $(STAMP)
 	  --grpc_python_out=$(PROTO_OUT) $$(cd proto && find logops -name '*.proto' | sort)
 	touch $(PROTO_OUT)/logops/__init__.py $(PROTO_OUT)/logops/v1/__init__.py
 
-test: install system-deps buf-lint
+test: install system-deps buf-lint lint
 	$(PY) -m pytest -q
 
 test-fast: install
