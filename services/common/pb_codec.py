@@ -7,7 +7,7 @@ never see protobuf objects. Used by the gRPC fronts, the HTTP fronts (for
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from google.protobuf.message import DecodeError
@@ -63,12 +63,24 @@ def batch_from_pb(msg: logs_pb2.LogBatch) -> Batch:
 
 def batch_from_bytes(body: bytes) -> Batch:
     """Decode a serialized ``LogBatch`` (the HTTP protobuf body)."""
-    msg = logs_pb2.LogBatch()
+    return batch_from_pb(_parse(logs_pb2.LogBatch(), body))
+
+
+def batch_from_request_bytes(body: bytes) -> Batch:
+    """Decode a serialized ``PushRequest`` (the gRPC request, taken as raw bytes)."""
+    return batch_from_pb(_parse(logs_pb2.PushRequest(), body).batch)
+
+
+_M = TypeVar("_M", logs_pb2.LogBatch, logs_pb2.PushRequest)
+
+
+def _parse(msg: _M, body: bytes) -> _M:
     try:
         msg.ParseFromString(body)
     except DecodeError as exc:
-        raise BadRequest(f"body is not a valid logops.v1.LogBatch: {exc}") from exc
-    return batch_from_pb(msg)
+        name = msg.DESCRIPTOR.full_name
+        raise BadRequest(f"body is not a valid {name}: {exc}") from exc
+    return msg
 
 
 def result_to_pb(result: PushResult) -> logs_pb2.PushResponse:

@@ -11,18 +11,16 @@ from concurrent import futures
 from typing import Any
 
 import grpc
-from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from logops.v1 import logs_pb2
 
 from services.common.config import IngestConfig
-from services.common.errors import BadRequest, LogOpsError
+from services.common.errors import LogOpsError
 from services.common.grpc_errors import abort, abort_unexpected
 from services.common.interceptors import RequestIdInterceptor
 from services.common.logs import request_id_var
-from services.common.model import Batch
-from services.common.pb_codec import batch_from_pb, result_to_pb
+from services.common.pb_codec import batch_from_request_bytes, result_to_pb
 from services.ingest.core import IngestCore
 
 SERVICE_NAME = logs_pb2.DESCRIPTOR.services_by_name["LogService"].full_name
@@ -41,21 +39,12 @@ class LogServicePush:
     def __call__(self, body: bytes, context: grpc.ServicerContext) -> logs_pb2.PushResponse:
         rid = request_id_var.get()
         try:
-            result = self._core.handle("grpc", rid, lambda: _decode(body))
+            result = self._core.handle("grpc", rid, lambda: batch_from_request_bytes(body))
         except LogOpsError as exc:
             abort(context, exc, rid)
         except Exception:
             abort_unexpected(context, rid)
         return result_to_pb(result)
-
-
-def _decode(body: bytes) -> Batch:
-    request = logs_pb2.PushRequest()
-    try:
-        request.ParseFromString(body)
-    except DecodeError as exc:
-        raise BadRequest(f"request is not a valid logops.v1.PushRequest: {exc}") from exc
-    return batch_from_pb(request.batch)
 
 
 def log_service_handler(push: LogServicePush) -> grpc.GenericRpcHandler[Any, Any]:
