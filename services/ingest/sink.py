@@ -28,22 +28,10 @@ from pathlib import Path
 from typing import Protocol
 
 from services.common.config import SinkConfig
-from services.ingest.batch_index import (
-    DATA_NAME,
-    DAY_SEC,
-    INDEX_DIR,
-    AppendFile,
-    IdIndex,
-    StoredBatch,
-    data_name,
-    day_of,
-    encode_entry,
-    fsync_dir,
-    index_name,
-    recover,
-    same_file,
-    truncate_path,
-)
+from services.ingest.appendfile import AppendFile, fsync_dir
+from services.ingest.batch_index import INDEX_DIR, IdIndex, StoredBatch, encode_entry
+from services.ingest.sink_files import SinkFiles
+from services.ingest.sink_recovery import recover
 
 __all__ = ["NdjsonSink", "SinkError", "SinkObserver", "StoredBatch"]
 
@@ -52,8 +40,6 @@ _log = logging.getLogger(__name__)
 _MODES = ("batch", "interval", "none")
 _MAX_BATCH_ID = 128
 _MIN_FREE_BYTES = 1024 * 1024
-# How often an append checks that its open files are still the ones at their paths.
-_RECHECK_SEC = 1.0
 _WRITTEN, _SYNCED, _FAILED = 0, 1, 2
 
 
@@ -117,17 +103,12 @@ class NdjsonSink:
 
     def _reset(self) -> None:
         self._table: IdIndex[StoredBatch | _Pending] = IdIndex(self._cfg.dedup_max_ids)
-        self._data: AppendFile | None = None
-        self._index: AppendFile | None = None
+        self._files = SinkFiles(
+            self._dir, self._cfg.max_file_bytes, self._mode != "none", self._fsync
+        )
         self._dirty_data: dict[AppendFile, None] = {}
         self._dirty_index: dict[AppendFile, None] = {}
-        self._retired: list[AppendFile] = []
         self._pending: list[_Pending] = []
-        self._heal: dict[Path, int] = {}
-        self._reopen = False
-        self._day = ""
-        self._day_start = 0.0
-        self._checked_at = 0.0
 
     # -- public API ---------------------------------------------------------------------
 
@@ -178,7 +159,7 @@ class NdjsonSink:
                 try:
                     pending = self._write_batch(batch_id, data, stored, now)
                 except OSError as exc:
-                    self._after_failure()
+                    self._files.after_failure()
                     raise self._error("cannot append to the sink", exc) from exc
         if prior is not None:
             return self._answer_duplicate(prior)
@@ -223,16 +204,14 @@ class NdjsonSink:
                 self._sync_logged()
             with self._lock:
                 self._is_open = False
-                _close_all(f for f in (self._data, self._index, *self._retired) if f)
-                self._data = self._index = None
-                self._retired = []
+                self._files.close()
 
     # -- writing ------------------------------------------------------------------------
 
     def _write_batch(
         self, batch_id: str, data: bytes, stored: StoredBatch, now: float
     ) -> _Pending | None:
-        data_file, index_file = self._files_for(now, len(data))
+        data_file, index_file = self._files.files_for(now, len(data))
         start = data_file.size
         kept = self._table.stored(stored.accepted, stored.rejected)
         line = encode_entry(batch_id, kept, data_file.name, start, start + len(data), now)
@@ -254,92 +233,6 @@ class NdjsonSink:
             self._pending.append(pending)
         self._table.add(batch_id, pending or kept)
         return pending
-
-    def _files_for(self, now: float, nbytes: int) -> tuple[AppendFile, AppendFile]:
-        if self._reopen:
-            self._reopen_files()
-        day = self._day_for(now)
-        data, index = self._data, self._index
-        if data is None or index is None or data.day != day:
-            data, index = self._open_day(day)
-            self._checked_at = now
-        elif abs(now - self._checked_at) >= _RECHECK_SEC:
-            self._checked_at = now
-            if not (same_file(data) and same_file(index)):
-                self._reopen_files()
-                data, index = self._open_day(day)
-        if nbytes and data.size > 0 and data.size + nbytes > self._cfg.max_file_bytes:
-            data = self._open_data(day, rotate=data)
-        return data, index
-
-    def _day_for(self, now: float) -> str:
-        if not self._day_start <= now < self._day_start + DAY_SEC:
-            self._day_start = (now // DAY_SEC) * DAY_SEC
-            self._day = day_of(now)
-        return self._day
-
-    def _open_day(self, day: str) -> tuple[AppendFile, AppendFile]:
-        self._retire(self._data)
-        self._retire(self._index)
-        self._data = self._index = None
-        # The directory may have been removed and recreated while the gateway ran.
-        self._index_dir.mkdir(parents=True, exist_ok=True)
-        # The index file exists before any data of the day: a data file without an index
-        # file was not written by this sink and is never cut back at start-up.
-        self._index = self._create(self._index_dir / index_name(day), day)
-        return self._open_data(day, rotate=None), self._index
-
-    def _open_data(self, day: str, rotate: AppendFile | None) -> AppendFile:
-        suffix = self._last_suffix(day)
-        if rotate is not None:
-            self._retire(rotate)
-            self._data = None
-            suffix += 1
-        self._data = self._create(self._dir / data_name(day, max(suffix, 0)), day)
-        return self._data
-
-    def _last_suffix(self, day: str) -> int:
-        last = -1
-        for name in os.listdir(self._dir):
-            match = DATA_NAME.fullmatch(name)
-            if match and match.group(1) == day:
-                last = max(last, int(match.group(2) or 0))
-        return last
-
-    def _create(self, path: Path, day: str) -> AppendFile:
-        existed = os.path.lexists(path)
-        f = AppendFile(path, day)
-        if not existed and self._mode != "none":
-            try:
-                self._fsync(path.parent)
-            except OSError:
-                f.close()
-                raise
-        return f
-
-    def _retire(self, f: AppendFile | None) -> None:
-        if f is None:
-            return
-        if self._mode == "none":
-            f.close()
-        else:
-            self._retired.append(f)
-
-    def _reopen_files(self) -> None:
-        for path, size in list(self._heal.items()):
-            truncate_path(path, size)
-            del self._heal[path]
-        self._retire(self._data)
-        self._retire(self._index)
-        self._data = self._index = None
-        self._reopen = False
-
-    def _after_failure(self, touched: Iterable[AppendFile] = ()) -> None:
-        """Called under the write lock: reopen before the next write, heal broken files."""
-        self._reopen = True
-        for f in (self._data, self._index, *self._retired, *touched):
-            if f is not None and f.broken:
-                self._heal[f.path] = min(self._heal.get(f.path, f.size), f.size)
 
     def _error(self, what: str, exc: OSError) -> SinkError:
         # Not logged here: the caller translates SinkError and logs it once.
@@ -383,7 +276,7 @@ class NdjsonSink:
             data_files, index_files = list(self._dirty_data), list(self._dirty_index)
             self._dirty_data.clear()
             self._dirty_index.clear()
-            retired, self._retired = self._retired, []
+            retired = self._files.take_retired()
         try:
             # Data before index: an index entry must never point at data not yet on disk.
             for f in (*data_files, *index_files):
@@ -395,7 +288,7 @@ class NdjsonSink:
                 # Still-open files are fsynced again next round; retired ones are given up.
                 self._dirty_data.update(dict.fromkeys(set(data_files) - set(retired)))
                 self._dirty_index.update(dict.fromkeys(set(index_files) - set(retired)))
-                self._after_failure(cut)
+                self._files.after_failure(cut)
             _close_all(retired)
             raise self._error("fsync failed", exc) from exc
         with self._lock:

@@ -8,20 +8,26 @@ period and closes the sink.
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 
+from grpc_health.v1 import health_pb2
 from prometheus_client import CollectorRegistry
 
 from services.common.config import IngestConfig
 from services.common.http_server import HttpServer
 from services.ingest.core import IngestCore
-from services.ingest.grpc_front import create_grpc_server
+from services.ingest.grpc_front import SERVICE_NAME, create_grpc_server
 from services.ingest.housekeeping import HousekeepingScheduler
 from services.ingest.http_front import create_http_app
 from services.ingest.metrics import IngestMetrics
 from services.ingest.sink import NdjsonSink
 
 log = logging.getLogger(__name__)
+
+READINESS_INTERVAL_SEC = 1.0
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,10 @@ class IngestGateway:
         self.sink = NdjsonSink(cfg.sink, observer=self.metrics)
         self.core = IngestCore(cfg, self.sink, self.metrics)
         self._housekeeping: HousekeepingScheduler | None = None
+        self._stopping = threading.Event()
+        self._readiness = threading.Thread(
+            target=self._watch_readiness, name="readiness", daemon=True
+        )
         self.addresses: BoundAddresses | None = None
 
     def start(self) -> BoundAddresses:
@@ -63,6 +73,7 @@ class IngestGateway:
         )
         self._grpc.start()
         self._http.start()
+        self._readiness.start()
         hk = self.cfg.housekeeping
         if hk.interval_sec > 0:
             self._housekeeping = HousekeepingScheduler(
@@ -88,6 +99,7 @@ class IngestGateway:
     def stop(self, grace: float | None = None) -> None:
         grace = self.cfg.shutdown_grace_sec if grace is None else grace
         log.info("ingest gateway stopping", extra={"event": "stopping", "grace_sec": grace})
+        self._stopping.set()
         self._health.enter_graceful_shutdown()
         grpc_done = self._grpc.stop(grace)
         self._http.stop(grace)
@@ -96,3 +108,18 @@ class IngestGateway:
             self._housekeeping.stop()
         self.core.close()
         log.info("ingest gateway stopped", extra={"event": "stopped"})
+
+    def _watch_readiness(self) -> None:
+        """Mirror readiness (``/readyz``) into gRPC health for ``logops.v1.LogService``;
+        the server-wide entry ``""`` stays SERVING while the process is alive."""
+        serving = True
+        while not self._stopping.wait(READINESS_INTERVAL_SEC):
+            problem = self.core.readiness()
+            if (problem is None) != serving:
+                serving = problem is None
+                status = SERVING if serving else NOT_SERVING
+                self._health.set(SERVICE_NAME, status)
+                log.warning(
+                    "readiness changed",
+                    extra={"event": "readiness", "ready": serving, "problem": problem},
+                )

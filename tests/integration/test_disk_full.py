@@ -2,15 +2,36 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from pathlib import Path
 
+import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from clients.transports import Transport
 from services.common.errors import Unavailable
 from services.common.model import Batch
+from services.ingest.wiring import IngestGateway
 from tests.conftest import GatewayFactory, grow_fs, make_transport, stored_lines
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def _grpc_health(gw: IngestGateway, wanted: int) -> int:
+    """gRPC health of the push service, polled until it says ``wanted`` (or 10 s pass)."""
+    assert gw.addresses is not None
+    with grpc.insecure_channel(gw.addresses.grpc_target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        request = health_pb2.HealthCheckRequest(service="logops.v1.LogService")
+        deadline = time.monotonic() + 10
+        while True:
+            status = int(stub.Check(request, timeout=5).status)
+            if status == wanted or time.monotonic() > deadline:
+                return status
+            time.sleep(0.1)
 
 
 def _fill(client: Transport) -> tuple[dict[str, int], Unavailable]:
@@ -34,6 +55,7 @@ def test_full_disk_answers_503_and_recovers(
     assert err.reason == "sink_unavailable" and err.retry_after == 1
     assert acked, "some batches fit before the disk filled"
     assert gw.core.readiness() is not None
+    assert _grpc_health(gw, wanted=NOT_SERVING) == NOT_SERVING
 
     per_batch: dict[str, int] = {}
     for line in stored_lines(tiny_fs / "sink"):
@@ -44,6 +66,7 @@ def test_full_disk_answers_503_and_recovers(
     again = Batch(records=[{"msg": "after"}], batch_id="after-" + front, emitter="full")
     assert client.send(again).accepted == 1
     assert gw.core.readiness() is None
+    assert _grpc_health(gw, wanted=SERVING) == SERVING
     client.close()
 
 
