@@ -16,7 +16,7 @@ import grpc
 import orjson
 from logops.v1 import logs_pb2, logs_pb2_grpc
 
-from services.common.errors import LogOpsError, error_from_reason
+from services.common.errors import LogOpsError, Unavailable, error_from_reason
 from services.common.grpc_errors import error_from_rpc
 from services.common.model import Batch, PushResult
 from services.common.pb_codec import batch_to_pb, result_from_dict, result_from_pb
@@ -107,10 +107,14 @@ class HttpTransport:
                 conn.request("POST", path, body=body, headers=headers)
                 resp = conn.getresponse()
                 data = resp.read()
-            except (ConnectionError, http.client.HTTPException):
+            except (OSError, http.client.HTTPException) as exc:
                 self.close()
                 if attempt == 2:
-                    raise
+                    # Maybe stored, maybe not: a retry with the same batch_id settles it.
+                    raise Unavailable(
+                        f"no answer from {self._host}:{self._port}: {exc}",
+                        reason="downstream_unavailable",
+                    ) from exc
                 continue
             return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
         raise AssertionError("unreachable")

@@ -74,7 +74,9 @@ _FALLBACK_REASONS = {
     grpc.StatusCode.INVALID_ARGUMENT: "bad_request",
     grpc.StatusCode.UNAUTHENTICATED: "missing_auth",
     grpc.StatusCode.RESOURCE_EXHAUSTED: "too_large",
-    grpc.StatusCode.UNAVAILABLE: "overloaded",
+    # Without our ErrorInfo, UNAVAILABLE comes from the transport: no server answered.
+    grpc.StatusCode.UNAVAILABLE: "downstream_unavailable",
+    grpc.StatusCode.DEADLINE_EXCEEDED: "downstream_unavailable",
     grpc.StatusCode.NOT_FOUND: "not_found",
 }
 

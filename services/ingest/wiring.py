@@ -97,6 +97,8 @@ class IngestGateway:
         return self.addresses
 
     def stop(self, grace: float | None = None) -> None:
+        if self._stopping.is_set():
+            return
         grace = self.cfg.shutdown_grace_sec if grace is None else grace
         log.info("ingest gateway stopping", extra={"event": "stopping", "grace_sec": grace})
         self._stopping.set()

@@ -146,3 +146,14 @@ def test_batch_without_id_gets_one(gateway: IngestGateway, client: Transport) ->
     result = client.send(Batch(records=[{"msg": "x"}]))
     assert result.batch_id.startswith("gw-")
     assert stored_lines(gateway.cfg.sink.dir)[0]["batch_id"] == result.batch_id
+
+
+def test_no_server_is_a_retryable_unavailable(start_gateway: GatewayFactory, front: str) -> None:
+    gw = start_gateway()
+    transport = make_transport(gw, front)
+    gw.stop(grace=0.1)
+    with pytest.raises(Unavailable) as info:
+        transport.send(batch([{"msg": "x"}]))
+    assert info.value.reason == "downstream_unavailable"
+    assert info.value.mapping.retryable
+    transport.close()

@@ -137,3 +137,25 @@ def test_kill_9_mid_stream_loses_nothing_acknowledged(tmp_path: Path, durability
             assert len(seqs) == len(set(seqs)) >= 50 * len(pusher.acked)
         finally:
             gw.stop()
+
+
+@pytest.mark.parametrize("front", ["grpc", "http"])
+def test_sigterm_drains_and_keeps_every_acknowledged_batch(tmp_path: Path, front: str) -> None:
+    sink = tmp_path / "sink"
+    gw = ingest(sink).start()
+    pusher = Pusher(gw.grpc_target, "drain")
+    if front == "http":
+        pusher.client = HttpTransport(gw.http_url, timeout=5)  # type: ignore[assignment]
+    pusher.start()
+    deadline = time.monotonic() + 10
+    while len(pusher.acked) < 10 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert gw.stop() == 0
+    pusher.stop_flag.set()
+    pusher.join(10)
+    per_batch: dict[str, int] = {}
+    for line in stored_lines(sink):
+        per_batch[line["batch_id"]] = per_batch.get(line["batch_id"], 0) + 1
+    for batch_id, accepted in pusher.acked.items():
+        assert per_batch.get(batch_id) == accepted
+    assert set(per_batch) - set(pusher.acked) <= {b.batch_id for b in pusher.unacked}
