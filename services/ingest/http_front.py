@@ -38,13 +38,12 @@ class LogsResource:
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         rid = req.context.request_id
         result = self._core.handle("http", rid, lambda: self._decode(req))
-        result_dict = result.to_dict()
         if MEDIA_PROTOBUF in (req.accept or ""):
             resp.content_type = MEDIA_PROTOBUF
             resp.data = result_to_pb(result).SerializeToString()
         else:
             resp.content_type = falcon.MEDIA_JSON
-            resp.data = orjson.dumps(result_dict)
+            resp.data = orjson.dumps(result.to_dict())
 
     def _decode(self, req: falcon.Request) -> Batch:
         limit = self._core.limits.max_body_bytes
