@@ -15,7 +15,7 @@ import grpc
 from services.common.logs import accept_request_id, front_var, request_id_var
 
 
-class RequestIdInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
+class RequestIdInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
     def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
@@ -39,7 +39,7 @@ class RequestIdInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
             return behaviour(request, context)
 
         # The handler is a namedtuple: swap the behaviour, keep the (de)serializers.
-        wrapped: grpc.RpcMethodHandler[Any, Any] = handler._replace(  # type: ignore[attr-defined]
+        wrapped: grpc.RpcMethodHandler[Any, Any] = handler._replace(
             unary_unary=with_request_id
         )
         return wrapped
