@@ -16,7 +16,12 @@ import grpc
 import orjson
 from logops.v1 import logs_pb2, logs_pb2_grpc
 
-from services.common.errors import LogOpsError, Unavailable, error_from_reason
+from services.common.errors import (
+    HTTP_STATUS_REASONS,
+    LogOpsError,
+    Unavailable,
+    error_from_reason,
+)
 from services.common.grpc_errors import error_from_rpc
 from services.common.model import Batch, PushResult
 from services.common.pb_codec import batch_to_pb, result_from_dict, result_from_pb
@@ -104,7 +109,13 @@ class HttpTransport:
         for attempt in (1, 2):
             conn = self._connection()
             try:
-                conn.request("POST", path, body=body, headers=headers)
+                try:
+                    conn.request("POST", path, body=body, headers=headers)
+                except OSError:
+                    # A server may refuse an oversized body as soon as it has the headers
+                    # and close while the body is still going out: its answer is waiting.
+                    if conn.sock is None:
+                        raise
                 resp = conn.getresponse()
                 data = resp.read()
             except (OSError, http.client.HTTPException) as exc:
@@ -142,6 +153,9 @@ def http_error(status: int, headers: dict[str, str], data: bytes) -> LogOpsError
         err = orjson.loads(data)["error"]
         reason, message = str(err["reason"]), str(err["message"])
     except (orjson.JSONDecodeError, KeyError, TypeError):
-        reason, message = "internal", f"HTTP {status}: {data[:200]!r}"
+        # Not our error body (a proxy, or the HTTP server refusing before the app ran).
+        fallback = "internal" if status >= 500 and status != 503 else "bad_request"
+        reason = HTTP_STATUS_REASONS.get(status, fallback)
+        message = f"HTTP {status}: {data[:200].decode(errors='replace')}"
     retry = headers.get("retry-after")
     return error_from_reason(reason, message, float(retry) if retry else None)

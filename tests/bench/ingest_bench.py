@@ -3,9 +3,11 @@
 Run ``.venv/bin/python -m tests.bench.ingest_bench [--quick] [--seconds N]`` (``make bench``).
 Each pass starts a fresh gateway process (own sink folder), drives it from separate client
 processes and prints records/s, latency, errors, the gateway's CPU and peak RSS. Then an
-open-loop pass at half the maximum rate, then syslog-ng fed by loggen. The numbers are
-printed and saved to ``data/bench/ingest-<timestamp>.json``; nothing here is a pass/fail
-check: the exit code is 0 unless something could not be started.
+open-loop pass at half the maximum rate, then syslog-ng fed by loggen. With ``--soak N``
+one more gateway runs N seconds at a constant rate while its RSS is sampled (see
+:mod:`tests.bench.soak`; ``--soak-only`` skips everything else). The numbers are printed
+and saved to ``data/bench/ingest-<timestamp>.json``; nothing here is a pass/fail check:
+the exit code is 0 unless something could not be started.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -28,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from clients.launcher import GatewayProcess, GatewayStartError
-from tests.bench import profiling, report
+from tests.bench import profiling, report, soak
 from tests.bench.loadgen import ClientPool, LoadSpec, SenderStats
 from tests.bench.procstat import CpuWindow, OthersWindow, memory_kib, wait_until
 from tests.bench.syslog_peer import available, run_syslog_ng
@@ -36,13 +39,15 @@ from tests.bench.syslog_peer import available, run_syslog_ng
 ROOT = Path(__file__).resolve().parents[2]
 OUT_DIR = ROOT / "data" / "bench"
 HALF_LOAD_BATCH = 1000
+# Called in place of waiting out a pass's window: (gateway pid, window start, window end).
+During = Callable[[int, float, float], None]
 
 
 @dataclass
 class PassResult:
     front: str
     batch: int
-    mode: str  # "max" (closed loop) or "half" (open loop at half the max rate)
+    mode: str  # "max" (closed loop), "half" (open loop at half the max rate) or "soak"
     seconds: float
     target_records_per_sec: float = 0.0
     records_per_sec: float = 0.0
@@ -86,7 +91,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--profile", action="store_true", help="sample the gateway with py-spy in each pass"
     )
+    p.add_argument(
+        "--soak", type=float, default=0.0, metavar="SECONDS",
+        help="memory soak: one more gateway at a constant rate, RSS sampled (default 0: off)",
+    )
+    p.add_argument("--soak-only", action="store_true", help="run only the soak")
+    p.add_argument(
+        "--soak-rate", type=float, metavar="RECORDS_PER_SEC",
+        help="soak rate (default 50 %% of the best max rate, 20000 with --soak-only)",
+    )
+    p.add_argument("--soak-front", default="grpc", choices=("grpc", "http"))
     args = p.parse_args(argv)
+    if args.soak_only and args.soak <= 0:
+        p.error("--soak-only needs --soak SECONDS")
     args.seconds = args.seconds or (3.0 if args.quick else 10.0)
     args.warmup = args.warmup if args.warmup is not None else (1.0 if args.quick else 2.0)
     args.fronts = [f.strip() for f in args.fronts.split(",") if f.strip()]
@@ -140,7 +157,7 @@ def fill_stats(res: PassResult, stats: SenderStats) -> None:
 
 
 def _window(
-    pool: ClientPool, args: argparse.Namespace, gw_pid: int, res: PassResult
+    pool: ClientPool, args: argparse.Namespace, gw_pid: int, res: PassResult, during: During | None
 ) -> tuple[CpuWindow, CpuWindow]:
     """Start the clients, and measure CPU (and optionally a profile) over the timed window."""
     start = time.monotonic() + 0.2
@@ -156,6 +173,8 @@ def _window(
         OUT_DIR.mkdir(parents=True, exist_ok=True)
         spy = profiling.start(gw_pid, args.seconds, raw)
         res.profile_file = str(raw.relative_to(ROOT)) if spy is not None else ""
+    if during is not None:
+        during(gw_pid, measure, end)
     wait_until(end)
     for w in (gw_cpu, client_cpu, others):
         w.end()
@@ -165,7 +184,12 @@ def _window(
 
 
 def run_pass(
-    pool: ClientPool, args: argparse.Namespace, tmp: Path, res: PassResult, rate: float = 0.0
+    pool: ClientPool,
+    args: argparse.Namespace,
+    tmp: Path,
+    res: PassResult,
+    rate: float = 0.0,
+    during: During | None = None,
 ) -> PassResult:
     """One gateway process, one load pass; fills ``res`` in place and returns it."""
     sink = tmp / f"sink-{res.front}-{res.batch}-{res.mode}"
@@ -176,7 +200,7 @@ def run_pass(
         target = gw.grpc_target if res.front == "grpc" else gw.http_url
         tag = uuid.uuid4().hex[:8]
         pool.prepare(LoadSpec(res.front, target, res.batch, args.senders, tag, rate))
-        gw_cpu, client_cpu = _window(pool, args, gw.pid, res)
+        gw_cpu, client_cpu = _window(pool, args, gw.pid, res, during)
         stats, failures = pool.finish(timeout=90)
         res.peak_rss_mib = memory_kib(gw.pid).get("VmHWM", 0) / 1024
     fill_stats(res, stats)
@@ -197,16 +221,21 @@ def _remove_tree(path: Path) -> None:
 
 
 def guarded_pass(
-    pool: ClientPool, args: argparse.Namespace, tmp: Path, res: PassResult, rate: float = 0.0
+    pool: ClientPool,
+    args: argparse.Namespace,
+    tmp: Path,
+    res: PassResult,
+    rate: float = 0.0,
+    during: During | None = None,
 ) -> PassResult:
     """Like :func:`run_pass`, but a gateway or client that fails to start is reported."""
     what = f"{res.front} batch {res.batch} {res.mode}"
     if args.start_failed:
         res.failure = "did not start: skipped, the gateway failed to start before"
         return res
-    print(f"  {what} ...", end="", flush=True)
+    print(f"  {what} ...", end="" if during is None else "\n", flush=True)
     try:
-        run_pass(pool, args, tmp, res, rate)
+        run_pass(pool, args, tmp, res, rate, during)
     except (GatewayStartError, RuntimeError) as exc:
         res.failure = f"did not start: {exc}"
         args.start_failed = isinstance(exc, GatewayStartError)
@@ -234,6 +263,22 @@ def run_gateway_passes(
         res.target_records_per_sec = best.records_per_sec / 2
         half.append(guarded_pass(pool, args, tmp, res, best.requests_per_sec / 2))
     return passes, half
+
+
+def run_soak(
+    pool: ClientPool, args: argparse.Namespace, tmp: Path, passes: list[PassResult]
+) -> dict[str, Any] | None:
+    """The memory soak (``--soak``): one gateway, a constant open-loop rate, RSS sampled."""
+    if args.soak <= 0:
+        return None
+    rate, basis = soak.choose_rate(args.soak_rate, args.soak_only, [asdict(p) for p in passes])
+    res = PassResult(args.soak_front, soak.BATCH, "soak", args.soak, target_records_per_sec=rate)
+    # The whole run is measured (no unmeasured warm-up): the memory warm-up is part of it.
+    soak_args = argparse.Namespace(**{**vars(args), "seconds": args.soak, "warmup": 0.0})
+    soak_args.profile = False
+    sampler = soak.RssSampler(args.soak)
+    guarded_pass(pool, soak_args, tmp, res, rate / soak.BATCH, sampler)
+    return soak.summarise(asdict(res), sampler.samples, basis)
 
 
 def run_peer(args: argparse.Namespace, tmp: Path) -> dict[str, Any] | None:
@@ -280,6 +325,8 @@ def environment(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         "sink_filesystem": report.filesystem(tmp),
         "stamp": args.stamp,
         "load_average_at_start": round(os.getloadavg()[0], 2),
+        "soak_seconds": args.soak,
+        "soak_only": args.soak_only,
     }
 
 
@@ -307,13 +354,24 @@ def main(argv: list[str] | None = None) -> int:
         report.print_header(env)
         pool = ClientPool(args.clients)
         stack.callback(pool.close)
-        passes, half = run_gateway_passes(pool, args, tmp)
-        peer = run_peer(args, tmp)
+        passes, half, peer = [], [], None
+        args.start_failed = False
+        if not args.soak_only:
+            passes, half = run_gateway_passes(pool, args, tmp)
+            peer = run_peer(args, tmp)
+        soaked = run_soak(pool, args, tmp, passes)
     doc = report.summary(started, env, [asdict(r) for r in passes], [asdict(r) for r in half], peer)
-    report.print_tables(doc)
+    doc["soak"] = soaked
+    if not args.soak_only:
+        report.print_tables(doc)
+    if soaked is not None:
+        soak.print_soak(soaked)
+        if args.soak_only:
+            report.print_checks([soaked])
     print(f"\nsaved {save(doc).relative_to(ROOT)}")
-    failed = [r for r in passes + half if r.failure.startswith("did not start")]
-    return 1 if failed or (peer or {}).get("failure") else 0
+    failed = [r.failure for r in passes + half] + [(soaked or {}).get("failure", "")]
+    started_ok = not any(f.startswith("did not start") for f in failed)
+    return 0 if started_ok and not (peer or {}).get("failure") else 1
 
 
 if __name__ == "__main__":

@@ -189,3 +189,18 @@ def test_openapi_describes_every_route(gateway: IngestGateway) -> None:
     }
     described = {(path, verb) for path, ops in doc["paths"].items() for verb in ops}
     assert served == described
+
+
+def test_body_far_over_the_limit_is_413_for_the_client(gateway: IngestGateway) -> None:
+    """waitress refuses bodies well past the limit itself; clients still see too_large."""
+    from clients.transports import HttpTransport
+    from services.common.errors import TooLarge
+
+    assert gateway.addresses is not None
+    client = HttpTransport(gateway.addresses.http_url)
+    body = b"[" + b" " * (6 * 1024 * 1024) + b"]"
+    with pytest.raises(TooLarge) as info:
+        client.result(*client.post(body, {"Content-Type": "application/json"}))
+    assert info.value.reason == "too_large"
+    client.close()
+    assert request(gateway, "GET", "/healthz")[0] == 200
