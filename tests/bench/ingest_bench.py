@@ -41,6 +41,7 @@ OUT_DIR = ROOT / "data" / "bench"
 HALF_LOAD_BATCH = 1000
 # Called in place of waiting out a pass's window: (gateway pid, window start, window end).
 During = Callable[[int, float, float], None]
+SOAK_RATE_HELP = "default: 50 %% of the best max rate measured, 20000 with --soak-only"
 
 
 @dataclass
@@ -91,16 +92,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--profile", action="store_true", help="sample the gateway with py-spy in each pass"
     )
-    p.add_argument(
-        "--soak", type=float, default=0.0, metavar="SECONDS",
-        help="memory soak: one more gateway at a constant rate, RSS sampled (default 0: off)",
-    )
-    p.add_argument("--soak-only", action="store_true", help="run only the soak")
-    p.add_argument(
-        "--soak-rate", type=float, metavar="RECORDS_PER_SEC",
-        help="soak rate (default 50 %% of the best max rate, 20000 with --soak-only)",
-    )
-    p.add_argument("--soak-front", default="grpc", choices=("grpc", "http"))
+    soak = p.add_argument_group("memory soak (tests/bench/soak.py)")
+    soak.add_argument("--soak", type=float, default=0.0, metavar="SECONDS", help="0: off")
+    soak.add_argument("--soak-only", action="store_true", help="skip the other passes")
+    soak.add_argument("--soak-rate", type=float, metavar="RECORDS_PER_SEC", help=SOAK_RATE_HELP)
+    soak.add_argument("--soak-front", default="grpc", choices=("grpc", "http"))
     args = p.parse_args(argv)
     if args.soak_only and args.soak <= 0:
         p.error("--soak-only needs --soak SECONDS")
@@ -241,7 +237,8 @@ def guarded_pass(
         args.start_failed = isinstance(exc, GatewayStartError)
         print(f" FAILED TO START\n{exc}", flush=True)
         return res
-    print(f" {res.records_per_sec:,.0f} records/s, p99 {res.p99_ms:.1f} ms", flush=True)
+    done = " " if during is None else f"  {what}: "
+    print(f"{done}{res.records_per_sec:,.0f} records/s, p99 {res.p99_ms:.1f} ms", flush=True)
     return res
 
 
@@ -354,7 +351,9 @@ def main(argv: list[str] | None = None) -> int:
         report.print_header(env)
         pool = ClientPool(args.clients)
         stack.callback(pool.close)
-        passes, half, peer = [], [], None
+        passes: list[PassResult] = []
+        half: list[PassResult] = []
+        peer = None
         args.start_failed = False
         if not args.soak_only:
             passes, half = run_gateway_passes(pool, args, tmp)
@@ -366,8 +365,7 @@ def main(argv: list[str] | None = None) -> int:
         report.print_tables(doc)
     if soaked is not None:
         soak.print_soak(soaked)
-        if args.soak_only:
-            report.print_checks([soaked])
+        report.print_checks([soaked], "soak checks")
     print(f"\nsaved {save(doc).relative_to(ROOT)}")
     failed = [r.failure for r in passes + half] + [(soaked or {}).get("failure", "")]
     started_ok = not any(f.startswith("did not start") for f in failed)

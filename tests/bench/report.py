@@ -22,11 +22,19 @@ def filesystem(path: Path) -> str:
 
 
 def print_header(env: dict[str, Any]) -> None:
+    senders = f"{env['client_processes']} client processes x {env['senders_per_process']} senders"
+    if env.get("soak_only"):
+        load = f"load: {senders} each, open loop; memory soak only, {env['soak_seconds']:g} s"
+    else:
+        soak = f"; then a {env['soak_seconds']:g} s memory soak" if env.get("soak_seconds") else ""
+        load = (
+            f"load: {senders} each (closed loop: "
+            f"{env['client_processes'] * env['senders_per_process']} requests in flight), "
+            f"{env['seconds']:g} s measured after {env['warmup']:g} s warm-up{soak}"
+        )
     print(
         f"Ingest Gateway benchmark: {env['cores']} cores ({env['cpu']}), Python {env['python']}\n"
-        f"load: {env['client_processes']} client processes x {env['senders_per_process']} "
-        f"senders each (closed loop: {env['client_processes'] * env['senders_per_process']} "
-        f"requests in flight), {env['seconds']:g} s measured after {env['warmup']:g} s warm-up\n"
+        f"{load}\n"
         f"gateway: one process per pass, durability {env['durability']}, "
         f"sink on {env['sink_filesystem']}, config {env['config'] or 'defaults'}; "
         f"load average at start {env['load_average_at_start']:.2f}",
@@ -155,7 +163,7 @@ def print_peer(doc: dict[str, Any]) -> None:
         )
 
 
-def print_checks(passes: list[dict[str, Any]]) -> None:
+def print_checks(passes: list[dict[str, Any]], title: str = "checks") -> None:
     """Anything a reader should not miss: failures, records lost in the sink, logged errors."""
     lines = []
     for p in passes:
@@ -180,9 +188,9 @@ def print_checks(passes: list[dict[str, Any]]) -> None:
         for what, n in sorted(p["gateway_log"].items()):
             lines.append(f"{name}: gateway logged {n} x {what}")
     if not lines:
-        print("\nchecks: sink lines match acknowledged records in every pass; machine quiet")
+        print(f"\n{title}: sink lines match acknowledged records in every pass; machine quiet")
     else:
-        print("\nchecks:\n  " + "\n  ".join(lines))
+        print(f"\n{title}:\n  " + "\n  ".join(lines))
 
 
 def print_profiles(passes: list[dict[str, Any]], limit: int = 8) -> None:

@@ -129,6 +129,7 @@ def print_soak(soak: dict[str, Any]) -> None:
     rows = [
         ("achieved", f"{soak['records_per_sec']:,.0f} records/s, p99 {soak['p99_ms']:.1f} ms, "
                      f"{soak['late_sends']} late sends, gw CPU {soak['gw_cores']:.2f} cores"),
+        ("other processes", f"{soak['other_cores']:.2f} cores busy on average (not the bench)"),
         ("errors", str(sum(soak["errors"].values())) if not soak["failure"] else "FAILED"),
         ("RSS after warm-up", f"{_mib(soak['rss_after_warmup_mib'])} "
                               f"(at {soak['warmup_s']:g} s)"),

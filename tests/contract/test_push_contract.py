@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from clients.transports import Transport
+from clients.transports import GrpcTransport, HttpTransport, Transport, encode_json
 from services.common.errors import BadRequest, TooLarge, Unavailable
 from services.common.model import Batch
 from services.ingest.wiring import IngestGateway
@@ -157,3 +157,22 @@ def test_no_server_is_a_retryable_unavailable(start_gateway: GatewayFactory, fro
     assert info.value.reason == "downstream_unavailable"
     assert info.value.mapping.retryable
     transport.close()
+
+
+def test_request_id_travels_both_ways(gateway: IngestGateway, front: str) -> None:
+    assert gateway.addresses is not None
+    body = batch([{"msg": "x"}])
+    if front == "grpc":
+        grpc_client = GrpcTransport(
+            gateway.addresses.grpc_target, metadata=[("x-request-id", "trace-me-1")]
+        )
+        result = grpc_client.send(body)
+        grpc_client.close()
+    else:
+        http_client = HttpTransport(gateway.addresses.http_url)
+        answer = http_client.post(
+            encode_json(body), {"Content-Type": "application/json", "X-Request-ID": "trace-me-1"}
+        )
+        result = http_client.result(*answer)
+        http_client.close()
+    assert result.request_id == "trace-me-1"
