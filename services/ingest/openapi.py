@@ -149,11 +149,13 @@ def _push_operation() -> dict[str, Any]:
         },
         "responses": {
             "200": {
-                "description": "Stored (possibly in part; see rejections) or a duplicate.",
+                "description": "Stored (possibly in part; see rejections) or a duplicate. "
+                "A logops.v1.PushResponse when the request's Accept names protobuf.",
                 "content": {
                     "application/json": {
                         "schema": {"$ref": "#/components/schemas/PushResponse"}
-                    }
+                    },
+                    "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}},
                 },
             },
             "400": _error("Malformed body."),

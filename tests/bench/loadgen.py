@@ -288,8 +288,11 @@ class ClientPool:
     def close(self) -> None:
         for q in self._commands:
             q.put(None)
+        # One grace period for all: a client interrupted mid-pass does not read the None.
+        deadline = time.monotonic() + 3
         for p in self.procs:
-            p.join(timeout=3)
+            p.join(timeout=max(0.0, deadline - time.monotonic()))
+        for p in self.procs:
             if p.is_alive():
                 p.terminate()
                 p.join(timeout=3)

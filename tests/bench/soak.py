@@ -118,6 +118,9 @@ def _mib(value: float | None) -> str:
 
 def print_soak(soak: dict[str, Any]) -> None:
     samples = soak["samples"]
+    if not samples and soak["failure"]:
+        print(f"\nmemory soak: not measured ({soak['failure'].splitlines()[0]})")
+        return
     growth = soak["growth_pct"]
     flat = {True: "yes", False: "NO", None: "unknown (run incomplete)"}[soak["memory_flat"]]
     kib = [int(s[1]) for s in samples]
