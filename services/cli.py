@@ -93,7 +93,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="logops", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="logops",
+        description="LogOps: a development environment for log pipelines.",
+        epilog="Exit codes: 0 success, 1 runtime failure, 2 bad flags or configuration.",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     ingest = sub.add_parser("ingest", help="run the Ingest Gateway (gRPC + HTTP)")
