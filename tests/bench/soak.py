@@ -41,8 +41,8 @@ def choose_rate(
         why = "--soak-only" if soak_only else "no max rate measured"
         return SOAK_ONLY_RATE, f"default for {why}"
     return best["records_per_sec"] / 2, (
-        f"50 % of the best max rate, {best['records_per_sec']:,.0f} records/s "
-        f"({best['front']} batch {best['batch']})"
+        f"50 % of the best max rate, {best['front']} batch {best['batch']}: "
+        f"{best['records_per_sec']:,.0f} records/s"
     )
 
 
@@ -119,7 +119,7 @@ def _mib(value: float | None) -> str:
 def print_soak(soak: dict[str, Any]) -> None:
     samples = soak["samples"]
     if not samples and soak["failure"]:
-        print(f"\nmemory soak: not measured ({soak['failure'].splitlines()[0]})")
+        print("\nmemory soak: not measured, it failed to start (see soak checks below)")
         return
     growth = soak["growth_pct"]
     flat = {True: "yes", False: "NO", None: "unknown (run incomplete)"}[soak["memory_flat"]]
