@@ -11,12 +11,13 @@ DEBS   := syslog-ng-core
 # Run apt and npm through sudo only when not already root.
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help install system-deps test test-fast lint proto buf-lint demo bench clean
+.PHONY: help install system-deps test test-fast lint proto buf-lint demo bench soak clean
 
 help:
 	@echo "make demo   - start the Ingest Gateway on its defaults, push a mixed batch over gRPC and HTTP, show what was stored"
 	@echo "make test   - install what is needed, lint the schema and run the whole test suite"
 	@echo "make bench  - measure Ingest throughput and latency beside syslog-ng"
+	@echo "make soak   - ten minutes of constant load: does the gateway's memory stay flat?"
 	@echo "make lint   - ruff and mypy"
 	@echo "make proto  - regenerate the Python code from proto/"
 
@@ -61,6 +62,10 @@ demo: install
 
 bench: install system-deps
 	$(PY) -m tests.bench.ingest_bench
+
+# Ten minutes of constant load on one gateway, RSS sampled every 5 s.
+soak: install system-deps
+	$(PY) -m tests.bench.ingest_bench --soak-only --soak 600
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
