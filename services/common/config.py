@@ -93,6 +93,17 @@ class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 
 
+# Whole-number settings with bounds of their own, by key name (``port`` in any section).
+_INT_RANGES: dict[str, tuple[int, int | None]] = {
+    "port": (0, 65535),
+    "http_threads": (1, 1024),
+    "max_body_bytes": (1, None),
+    "max_records": (1, None),
+    "max_record_bytes": (1, None),
+    "max_file_bytes": (1, None),
+    "dedup_max_ids": (1, None),
+}
+
 _CHOICES: dict[str, tuple[str, ...]] = {
     "ingest.sink.durability": ("batch", "interval", "none"),
     "ingest.pii.mode": ("mask", "hash", "off"),
@@ -214,9 +225,16 @@ def _coerce_bool(value: Any, dotted: str) -> bool:
 
 
 def _coerce_int(value: Any, dotted: str) -> int:
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+    low, high = _INT_RANGES.get(dotted.rsplit(".", 1)[-1], (0, None))
+    if (
+        isinstance(value, int)
+        and not isinstance(value, bool)
+        and value >= low
+        and (high is None or value <= high)
+    ):
         return value
-    raise ConfigError(f"{dotted}: expected a whole number >= 0, got {value!r}")
+    expected = f"from {low} to {high}" if high is not None else f">= {low}"
+    raise ConfigError(f"{dotted}: expected a whole number {expected}, got {value!r}")
 
 
 def _coerce_float(value: Any, dotted: str) -> float:

@@ -159,3 +159,19 @@ def test_sigterm_drains_and_keeps_every_acknowledged_batch(tmp_path: Path, front
     for batch_id, accepted in pusher.acked.items():
         assert per_batch.get(batch_id) == accepted
     assert set(per_batch) - set(pusher.acked) <= {b.batch_id for b in pusher.unacked}
+
+
+def test_busy_port_is_a_clear_start_failure(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.run(
+            [sys.executable, "-m", "services.cli", "ingest", "--http-port", str(port),
+             "--grpc-port", "0", "--sink-dir", str(tmp_path / "s")],
+            capture_output=True, text=True, timeout=60,
+        )
+    assert proc.returncode == 1
+    assert "start_failed" in proc.stderr and "address already in use" in proc.stderr.lower()

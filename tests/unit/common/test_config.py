@@ -41,6 +41,10 @@ def test_yaml_then_env_then_overrides(tmp_path: Path) -> None:
         ("ingest:\n  sink: {durability: sometimes}\n", "ingest.sink.durability"),
         ("ingset: {}\n", "ingset"),
         ("ingest:\n  limits: {max_inflight: -1}\n", "ingest.limits.max_inflight"),
+        ("ingest:\n  http: {port: 70000}\n", "ingest.http.port"),
+        ("ingest:\n  grpc: {port: -1}\n", "ingest.grpc.port"),
+        ("ingest:\n  http_threads: 0\n", "ingest.http_threads"),
+        ("ingest:\n  limits: {max_records: 0}\n", "ingest.limits.max_records"),
         ("- a\n- b\n", "top level"),
     ],
 )
