@@ -70,3 +70,22 @@ def test_slow_clients_do_not_block_others(gateway: IngestGateway) -> None:
     _still_serving(gateway)  # the transports time out if the slow ones held the server
     for sock in slow:
         sock.close()
+
+
+def test_grpc_compressed_bomb_is_refused(gateway: IngestGateway) -> None:
+    """A tiny gzip-compressed message that inflates past the cap is RESOURCE_EXHAUSTED."""
+    from logops.v1 import logs_pb2
+
+    assert gateway.addresses is not None
+    big = logs_pb2.PushRequest(
+        batch=logs_pb2.LogBatch(records=[logs_pb2.LogRecord(msg="\0" * (20 * 1024 * 1024))])
+    )
+    with grpc.insecure_channel(
+        gateway.addresses.grpc_target,
+        options=[("grpc.max_send_message_length", 64 * 1024 * 1024)],
+    ) as channel:
+        push = channel.unary_unary("/logops.v1.LogService/Push")
+        with pytest.raises(grpc.RpcError) as info:
+            push(big.SerializeToString(), timeout=10, compression=grpc.Compression.Gzip)
+        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    _still_serving(gateway)
