@@ -65,6 +65,14 @@ class IngestCore:
         """None when ready to accept pushes, else why not."""
         return self._sink.check_writable()
 
+    def check_ready(self) -> None:
+        """Raise the same 503 a push would get while the sink cannot be written."""
+        problem = self.readiness()
+        if problem is not None:
+            raise Unavailable(
+                problem, reason="sink_unavailable", retry_after=self.limits.retry_after_sec
+            )
+
     def check_body_size(self, nbytes: int | None) -> None:
         """Refuse a declared body size over the cap before anything is read."""
         if nbytes is not None and nbytes > self.limits.max_body_bytes:

@@ -14,7 +14,7 @@ import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from services.common.codecs import decode_body, decompress, media_kind
-from services.common.errors import TooLarge, Unavailable
+from services.common.errors import TooLarge
 from services.common.http_errors import RequestIdMiddleware, install_error_handlers
 from services.common.model import Batch
 from services.common.pb_codec import batch_from_bytes, result_to_pb
@@ -67,9 +67,7 @@ class ReadyResource:
         self._core = core
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        problem = self._core.readiness()
-        if problem is not None:
-            raise Unavailable(problem, reason="sink_unavailable", retry_after=1)
+        self._core.check_ready()
         resp.media = {"status": "ready"}
 
 

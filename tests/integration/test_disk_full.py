@@ -79,3 +79,23 @@ def test_full_disk_in_every_durability_mode(
     acked, _ = _fill(client)
     assert sum(acked.values()) == len(stored_lines(tiny_fs / "sink"))
     client.close()
+
+
+def test_readyz_says_why_while_the_disk_is_full(
+    start_gateway: GatewayFactory, tiny_fs: Path
+) -> None:
+    import http.client
+    import json
+
+    gw = start_gateway(sink_dir=tiny_fs / "sink", **{"limits.retry_after_sec": 3})
+    client = make_transport(gw, "http")
+    _fill(client)
+    client.close()
+    assert gw.addresses is not None
+    conn = http.client.HTTPConnection(gw.addresses.http_host, gw.addresses.http_port, timeout=5)
+    conn.request("GET", "/readyz")
+    resp = conn.getresponse()
+    err = json.loads(resp.read())["error"]
+    conn.close()
+    assert resp.status == 503 and resp.getheader("Retry-After") == "3"
+    assert err["reason"] == "sink_unavailable" and err["message"]
