@@ -11,7 +11,7 @@ DEBS   := syslog-ng-core
 # Run apt and npm through sudo only when not already root.
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help install system-deps test test-fast lint proto buf-lint demo bench soak clean
+.PHONY: help install system-deps test test-fast lint proto buf-lint native-check demo bench soak clean
 
 help:
 	@echo "make demo   - start the Ingest Gateway on its defaults, push a mixed batch over gRPC and HTTP, show what was stored"
@@ -21,7 +21,8 @@ help:
 	@echo "make lint   - ruff and mypy"
 	@echo "make proto  - regenerate the Python code from proto/"
 
-$(STAMP): pyproject.toml
+# The editable install also compiles the C hot path in place (services/ingest/_native.c).
+$(STAMP): pyproject.toml services/ingest/_native.c
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
@@ -47,8 +48,14 @@ proto: $(STAMP)
 	  --grpc_python_out=$(PROTO_OUT) $$(cd proto && find logops -name '*.proto' | sort)
 	touch $(PROTO_OUT)/logops/__init__.py $(PROTO_OUT)/logops/v1/__init__.py
 
-test: install system-deps buf-lint lint
+test: install system-deps buf-lint lint native-check
 	$(PY) -m pytest -q
+
+# The extension is optional for users (no compiler: the pure-Python path runs), not for
+# the tests, which compare both paths.
+native-check: install
+	@$(PY) -c "import services.ingest._native" || \
+	  { echo "the C extension did not build: see the output of pip install -e ."; exit 1; }
 
 test-fast: install
 	$(PY) -m pytest -q -m 'not slow'
@@ -68,4 +75,4 @@ soak: install system-deps
 	$(PY) -m tests.bench.ingest_bench --soak-only --soak 600
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info services/ingest/_native*.so

@@ -43,6 +43,15 @@ class Batch:
     # Format named by the transport (``X-LogOps-Format``) for raw lines without one.
     default_format: str = ""
     rejections: list[Rejection] = field(default_factory=list)
+    # A protobuf batch kept serialized: ``wire`` is the body (a ``PushRequest`` when
+    # ``wire_request``), checked but not decoded; ``records`` stays empty.
+    wire: bytes | None = None
+    wire_request: bool = False
+    wire_count: int = 0
+
+    def count(self) -> int:
+        """How many records the batch holds, decoded or not."""
+        return self.wire_count if self.wire is not None else len(self.records)
 
 
 @dataclass(slots=True)

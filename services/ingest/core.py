@@ -80,6 +80,10 @@ class IngestCore:
                 f"body of {nbytes} bytes exceeds the limit of {self.limits.max_body_bytes}"
             )
 
+    def wire_batch(self, body: bytes, request: bool) -> Batch | None:
+        """A protobuf body as a batch left serialized for the C path, or None: decode it."""
+        return self._normaliser.wire_batch(body, request)
+
     def handle(self, front: str, request_id: str, decode: Callable[[], Batch]) -> PushResult:
         """Admit, decode (front-specific, may read the body) and store one push.
 
@@ -90,7 +94,7 @@ class IngestCore:
         try:
             with self._admitted(front):
                 batch = decode()
-                records = len(batch.records)
+                records = batch.count()
                 return self.push(batch, request_id)
         except LogOpsError as exc:
             code = exc.code
@@ -158,9 +162,9 @@ class IngestCore:
             self._slots.release()
 
     def _validate(self, batch: Batch) -> None:
-        if len(batch.records) > self.limits.max_records:
+        if batch.count() > self.limits.max_records:
             raise TooLarge(
-                f"batch of {len(batch.records)} records exceeds the limit of "
+                f"batch of {batch.count()} records exceeds the limit of "
                 f"{self.limits.max_records}",
                 reason="too_many_records",
             )

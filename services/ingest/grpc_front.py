@@ -20,6 +20,7 @@ from services.common.errors import LogOpsError
 from services.common.grpc_errors import abort, abort_unexpected
 from services.common.interceptors import RequestIdInterceptor
 from services.common.logs import request_id_var
+from services.common.model import Batch
 from services.common.pb_codec import batch_from_request_bytes, result_to_pb
 from services.ingest.core import IngestCore
 
@@ -39,12 +40,16 @@ class LogServicePush:
     def __call__(self, body: bytes, context: grpc.ServicerContext) -> logs_pb2.PushResponse:
         rid = request_id_var.get()
         try:
-            result = self._core.handle("grpc", rid, lambda: batch_from_request_bytes(body))
+            result = self._core.handle("grpc", rid, lambda: self._decode(body))
         except LogOpsError as exc:
             abort(context, exc, rid)
         except Exception:
             abort_unexpected(context, rid)
         return result_to_pb(result)
+
+
+    def _decode(self, body: bytes) -> Batch:
+        return self._core.wire_batch(body, request=True) or batch_from_request_bytes(body)
 
 
 def log_service_handler(push: LogServicePush) -> grpc.GenericRpcHandler[Any, Any]:

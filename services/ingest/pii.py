@@ -80,7 +80,7 @@ class Masker:
 
     def _email(self, local: str, domain: str) -> str:
         if self.mode == "hash":
-            return self._digest(f"{local}@{domain}")
+            return self.digest(f"{local}@{domain}")
         return f"{local[0]}***@{domain}"
 
     def _ipv4(self, match: re.Match[str]) -> str:
@@ -97,9 +97,10 @@ class Masker:
         if any(len(octet) == 3 and octet > "255" for octet in octets):
             return match.group()
         if self.mode == "hash":
-            return self._digest(match.group())
+            return self.digest(match.group())
         return f"{octets[0]}.{octets[1]}.x.x"
 
-    def _digest(self, value: str) -> str:
+    def digest(self, value: str) -> str:
+        """``<hash:...>``: the first hex digits of the keyed HMAC-SHA256 of ``value``."""
         mac = hmac.digest(self._key, value.encode("utf-8", "surrogatepass"), "sha256")
         return f"<hash:{mac.hex()[:_DIGEST_HEX]}>"
