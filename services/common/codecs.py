@@ -79,16 +79,17 @@ def decode_body(
     body: bytes,
     meta: Mapping[str, str],
     protobuf: Callable[[bytes], Batch] | None = None,
+    json: Callable[[bytes], Batch | None] | None = None,
 ) -> Batch:
     """Decode a body of ``kind`` (see ``media_kind``). ``meta`` holds header values
     (``batch_id``, ``emitter``, ``scenario_id``, ``run_id``, ``format``) for bodies
-    without an envelope of their own."""
+    without an envelope of their own. ``json`` may take a JSON body first (the Ingest
+    Gateway's C path keeps it undecoded); when it answers None the body is decoded here."""
     if kind == "protobuf":
         if protobuf is None:
             raise UnsupportedMediaType("protobuf bodies are not accepted here")
         return protobuf(body)
-    decoder = _DECODERS[kind]
-    batch = decoder(body)
+    batch = (json(body) if json is not None and kind == "json" else None) or _DECODERS[kind](body)
     for key in BATCH_META_KEYS:
         if not getattr(batch, key) and meta.get(key):
             setattr(batch, key, meta[key])
@@ -119,12 +120,30 @@ def _decode_json(body: bytes) -> Batch:
     raise BadRequest("expected a JSON array of records or a batch object with 'records'")
 
 
+def load_record(text: bytes) -> Record:
+    """One JSON record object, its ``fields`` object merged in (see ``flatten``)."""
+    record: Record = flatten(orjson.loads(text))
+    return record
+
+
+def flatten(record: Record) -> Record:
+    """Merge a ``fields`` object into the record, as ``LogRecord.fields`` is on gRPC:
+    its members first, the record's own keys winning over them."""
+    fields = record.get("fields")
+    if type(fields) is not dict:
+        return record
+    del record["fields"]
+    merged = dict(fields)
+    merged.update(record)
+    return merged
+
+
 def _batch_of(items: list[Any]) -> Batch:
     records: list[Record | None] = []
     rejections: list[Rejection] = []
     for index, item in enumerate(items):
         if isinstance(item, dict):
-            records.append(item)
+            records.append(flatten(item) if "fields" in item else item)
         else:
             records.append(None)
             rejections.append(
@@ -147,7 +166,7 @@ def _decode_ndjson(body: bytes) -> Batch:
             rejections.append(Rejection(index, "parse_error", f"line {lineno}: {exc}"))
             continue
         if isinstance(item, dict):
-            records.append(item)
+            records.append(flatten(item) if "fields" in item else item)
         else:
             records.append(None)
             rejections.append(

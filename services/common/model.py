@@ -13,6 +13,9 @@ from typing import Any
 
 Record = dict[str, Any]
 
+# Serialized bodies a Batch may carry undecoded: protobuf PushRequest or LogBatch, JSON.
+WIRE_KINDS = ("push_request", "log_batch", "json")
+
 # The keys a LogRecord carries itself; everything else in a record is a structured field.
 RECORD_KEYS = ("ts", "level", "msg", "service", "host", "stream", "seq", "raw", "format")
 
@@ -43,11 +46,13 @@ class Batch:
     # Format named by the transport (``X-LogOps-Format``) for raw lines without one.
     default_format: str = ""
     rejections: list[Rejection] = field(default_factory=list)
-    # A protobuf batch kept serialized: ``wire`` is the body (a ``PushRequest`` when
-    # ``wire_request``), checked but not decoded; ``records`` stays empty.
+    # A body kept undecoded for the Ingest Gateway's C path, once checked: ``wire`` is
+    # the body, ``wire_kind`` one of ``WIRE_KINDS``, ``wire_span`` where the JSON records
+    # array lies; ``records`` stays empty.
     wire: bytes | None = None
-    wire_request: bool = False
+    wire_kind: str = ""
     wire_count: int = 0
+    wire_span: tuple[int, int] = (0, 0)
 
     def count(self) -> int:
         """How many records the batch holds, decoded or not."""

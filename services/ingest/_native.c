@@ -23,6 +23,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -35,12 +36,17 @@ typedef struct {
     Py_ssize_t cap;
 } Buf;
 
-static int
+static int buf_grow(Buf *b, Py_ssize_t extra);
+
+static inline int
 buf_reserve(Buf *b, Py_ssize_t extra)
 {
-    if (b->len + extra <= b->cap) {
-        return 0;
-    }
+    return b->len + extra <= b->cap ? 0 : buf_grow(b, extra);
+}
+
+static int
+buf_grow(Buf *b, Py_ssize_t extra)
+{
     Py_ssize_t cap = b->cap ? b->cap : 4096;
     while (cap < b->len + extra) {
         cap *= 2;
@@ -55,7 +61,7 @@ buf_reserve(Buf *b, Py_ssize_t extra)
     return 0;
 }
 
-static int
+static inline int
 buf_put(Buf *b, const char *s, Py_ssize_t n)
 {
     if (buf_reserve(b, n) < 0) {
@@ -76,6 +82,36 @@ buf_free(Buf *b)
     b->len = b->cap = 0;
 }
 
+/* Eight bytes at a time: which words hold a byte that needs a closer look. A hit may
+ * be false (the byte loop then finds nothing), a miss never is. */
+static const uint64_t ONES = 0x0101010101010101ULL;
+static const uint64_t HIGHS = 0x8080808080808080ULL;
+
+static inline uint64_t
+has_byte(uint64_t w, unsigned char c)
+{
+    uint64_t x = w ^ (ONES * c);
+    return (x - ONES) & ~x & HIGHS;
+}
+
+static inline uint64_t
+has_control(uint64_t w)
+{
+    return (w - ONES * 0x20) & ~w & HIGHS;
+}
+
+/* The index of the first byte flagged in `hits` (little-endian: the lowest). Exact:
+ * the false hits of the tests above only ever come after a true one. */
+static inline int
+first_hit(uint64_t hits)
+{
+#if PY_LITTLE_ENDIAN
+    return __builtin_ctzll(hits) >> 3;
+#else
+    return __builtin_clzll(hits) >> 3;
+#endif
+}
+
 /* JSON string escaping, byte for byte as orjson writes it. */
 static const char HEX[] = "0123456789abcdef";
 static unsigned char NEEDS_ESCAPE[256];
@@ -88,8 +124,24 @@ put_json_str(Buf *b, const char *s, Py_ssize_t n)
     }
     char *o = b->p + b->len;
     *o++ = '"';
-    for (Py_ssize_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
+    Py_ssize_t i = 0;
+    while (i < n) {
+        if (i + 8 <= n) {
+            uint64_t w;
+            memcpy(&w, s + i, 8);
+            uint64_t hits = has_byte(w, '"') | has_byte(w, '\\') | has_control(w);
+            if (!hits) {
+                memcpy(o, &w, 8);
+                o += 8;
+                i += 8;
+                continue;
+            }
+            int plain = first_hit(hits);
+            memcpy(o, &w, 8); /* the bytes before the hit are kept, the rest rewritten */
+            o += plain;
+            i += plain;
+        }
+        unsigned char c = (unsigned char)s[i++];
         if (!NEEDS_ESCAPE[c]) {
             *o++ = (char)c;
             continue;
@@ -119,12 +171,27 @@ put_json_str(Buf *b, const char *s, Py_ssize_t n)
 static int
 put_u64(Buf *b, unsigned long long v)
 {
-    char tmp[24];
-    int n = snprintf(tmp, sizeof tmp, "%llu", v);
-    return buf_put(b, tmp, n);
+    char tmp[24], *end = tmp + sizeof tmp, *p = end;
+    do {
+        *--p = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    return buf_put(b, p, end - p);
 }
 
 /* ------------------------------------------------------------------ text checks */
+
+typedef struct {
+    const char *p;
+    Py_ssize_t n;
+} Span;
+
+static int
+span_eq(Span s, const char *lit)
+{
+    size_t n = strlen(lit);
+    return (size_t)s.n == n && memcmp(s.p, lit, n) == 0;
+}
 
 static int
 is_digit(unsigned char c)
@@ -147,7 +214,15 @@ is_word(unsigned char c)
 static int
 is_ascii(const char *s, Py_ssize_t n)
 {
-    for (Py_ssize_t i = 0; i < n; i++) {
+    Py_ssize_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        if (w & HIGHS) {
+            return 0;
+        }
+    }
+    for (; i < n; i++) {
         if ((unsigned char)s[i] >= 0x80) {
             return 0;
         }
@@ -186,7 +261,41 @@ is_canonical_ts(const char *s, Py_ssize_t n)
     return day <= last && num2(s + 11) <= 23 && num2(s + 14) <= 59 && num2(s + 17) <= 59;
 }
 
-/* Strict UTF-8 (no overlongs, no surrogates, at most U+10FFFF), as upb checks strings. */
+/* The length of the strict UTF-8 sequence (no overlongs, no surrogates, at most
+ * U+10FFFF) that starts with the non-ASCII byte s[0], or 0 when it is not one. */
+static int
+utf8_seq(const unsigned char *s, Py_ssize_t avail)
+{
+    unsigned char c = s[0], lo = 0x80, hi = 0xBF;
+    int more;
+    if (c >= 0xC2 && c <= 0xDF) {
+        more = 1;
+    }
+    else if (c >= 0xE0 && c <= 0xEF) {
+        more = 2;
+        lo = c == 0xE0 ? 0xA0 : 0x80;
+        hi = c == 0xED ? 0x9F : 0xBF;
+    }
+    else if (c >= 0xF0 && c <= 0xF4) {
+        more = 3;
+        lo = c == 0xF0 ? 0x90 : 0x80;
+        hi = c == 0xF4 ? 0x8F : 0xBF;
+    }
+    else {
+        return 0;
+    }
+    if (avail - 1 < more || s[1] < lo || s[1] > hi) {
+        return 0;
+    }
+    for (int k = 2; k <= more; k++) {
+        if ((s[k] & 0xC0) != 0x80) {
+            return 0;
+        }
+    }
+    return more + 1;
+}
+
+/* Strict UTF-8, as upb checks protobuf strings. */
 static int
 utf8_valid(const char *str, Py_ssize_t n)
 {
@@ -196,63 +305,44 @@ utf8_valid(const char *str, Py_ssize_t n)
         if (i + 8 <= n) {
             uint64_t w;
             memcpy(&w, s + i, 8);
-            if ((w & 0x8080808080808080ULL) == 0) {
+            if ((w & HIGHS) == 0) {
                 i += 8;
                 continue;
             }
         }
-        unsigned char c = s[i];
-        if (c < 0x80) {
+        if (s[i] < 0x80) {
             i++;
             continue;
         }
-        int more;
-        unsigned char lo = 0x80, hi = 0xBF;
-        if (c >= 0xC2 && c <= 0xDF) {
-            more = 1;
-        }
-        else if (c == 0xE0) {
-            more = 2;
-            lo = 0xA0;
-        }
-        else if ((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF) {
-            more = 2;
-        }
-        else if (c == 0xED) {
-            more = 2;
-            hi = 0x9F;
-        }
-        else if (c == 0xF0) {
-            more = 3;
-            lo = 0x90;
-        }
-        else if (c >= 0xF1 && c <= 0xF3) {
-            more = 3;
-        }
-        else if (c == 0xF4) {
-            more = 3;
-            hi = 0x8F;
-        }
-        else {
+        int len = utf8_seq(s + i, n - i);
+        if (len == 0) {
             return 0;
         }
-        if (n - i - 1 < more) {
-            return 0; /* truncated sequence */
-        }
-        if (s[i + 1] < lo || s[i + 1] > hi) {
-            return 0;
-        }
-        for (int k = 2; k <= more; k++) {
-            if ((s[i + k] & 0xC0) != 0x80) {
-                return 0;
-            }
-        }
-        i += more + 1;
+        i += len;
     }
     return 1;
 }
 
 /* ------------------------------------------------------------------ engine */
+
+/* A spelling of a level, as the C path looks it up without a Python object. */
+enum { LEVEL_TABLE_SIZE = 1024, MAX_SPELLING = 23 };
+
+typedef struct {
+    char text[MAX_SPELLING + 1];
+    unsigned char len; /* 0: an empty slot */
+    signed char level;
+} LevelSlot;
+
+static uint32_t
+fnv1a(const char *s, Py_ssize_t n)
+{
+    uint32_t h = 2166136261u;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        h = (h ^ (unsigned char)s[i]) * 16777619u;
+    }
+    return h;
+}
 
 typedef struct {
     PyObject_HEAD
@@ -262,9 +352,14 @@ typedef struct {
     PyObject *hash_fn;     /* digest(text) -> str, for mask_mode 2 */
     PyObject *mask_fn;     /* Masker.apply(text) -> str, for non-ASCII text */
     PyObject *dumps;       /* orjson.dumps */
+    PyObject *loads;       /* orjson.loads */
     PyObject *reserved;    /* frozenset of the fixed output keys */
     int mask_mode;         /* 0 off, 1 mask, 2 hash */
     Py_ssize_t max_chars;
+    /* The six names as UTF-8 (owned by level_names), and `levels` as a C hash table. */
+    const char *level_text[6];
+    Py_ssize_t level_len[6];
+    LevelSlot level_table[LEVEL_TABLE_SIZE];
 } Engine;
 
 enum { TS_ABSENT = 1, TS_INVALID = 2, LEVEL_ABSENT = 4, LEVEL_INVALID = 8 };
@@ -334,6 +429,63 @@ level_index(Engine *e, PyObject *name)
         }
     }
     return -1;
+}
+
+/* The level of a spelling from the table: 0-5, or -1 when it is not there. */
+static int
+level_lookup(const Engine *e, const char *s, Py_ssize_t n)
+{
+    if (n == 0 || n > MAX_SPELLING) {
+        return -1;
+    }
+    uint32_t i = fnv1a(s, n) & (LEVEL_TABLE_SIZE - 1);
+    for (;;) {
+        const LevelSlot *slot = &e->level_table[i];
+        if (slot->len == 0) {
+            return -1;
+        }
+        if (slot->len == n && memcmp(slot->text, s, (size_t)n) == 0) {
+            return slot->level;
+        }
+        i = (i + 1) & (LEVEL_TABLE_SIZE - 1);
+    }
+}
+
+/* Fill the table from the `levels` dict; spellings that do not fit are left to it. */
+static int
+level_table_fill(Engine *e)
+{
+    PyObject *key, *value;
+    Py_ssize_t pos = 0, used = 0;
+    memset(e->level_table, 0, sizeof e->level_table);
+    while (PyDict_Next(e->levels, &pos, &key, &value)) {
+        Py_ssize_t n;
+        const char *text = PyUnicode_Check(key) ? PyUnicode_AsUTF8AndSize(key, &n) : NULL;
+        if (text == NULL) {
+            PyErr_Clear();
+            continue;
+        }
+        int level = level_index(e, value);
+        if (level < 0) {
+            if (!PyErr_Occurred()) {
+                PyErr_SetString(PyExc_ValueError, "levels maps a spelling to an unknown level");
+            }
+            return -1;
+        }
+        if (n == 0 || n > MAX_SPELLING || used >= LEVEL_TABLE_SIZE / 2 ||
+            level_lookup(e, text, n) >= 0) {
+            continue;
+        }
+        uint32_t i = fnv1a(text, n) & (LEVEL_TABLE_SIZE - 1);
+        while (e->level_table[i].len) {
+            i = (i + 1) & (LEVEL_TABLE_SIZE - 1);
+        }
+        memcpy(e->level_table[i].text, text, (size_t)n);
+        e->level_table[i].len = (unsigned char)n;
+        e->level_table[i].level = (signed char)level;
+        used++;
+    }
+    return 0;
 }
 
 /* ------------------------------------------------------------------ PII masking */
@@ -609,11 +761,8 @@ resolve_msg(Run *r, PyObject *obj, const char *s, Py_ssize_t n, int ascii, const
 static int
 put_start(Run *r, const char *ts, Py_ssize_t ts_n, int level, const char *msg, Py_ssize_t msg_n)
 {
-    Py_ssize_t ln;
-    const char *lv = PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(r->e->level_names, level), &ln);
-    if (lv == NULL) {
-        return -1;
-    }
+    const char *lv = r->e->level_text[level];
+    Py_ssize_t ln = r->e->level_len[level];
     if (PUT_LIT(&r->out, "{\"ts\":\"") < 0 || buf_put(&r->out, ts, ts_n) < 0 ||
         PUT_LIT(&r->out, "\",\"level\":\"") < 0 || buf_put(&r->out, lv, ln) < 0 ||
         PUT_LIT(&r->out, "\",\"msg\":") < 0 || put_json_str(&r->out, msg, msg_n) < 0 ||
@@ -622,11 +771,6 @@ put_start(Run *r, const char *ts, Py_ssize_t ts_n, int level, const char *msg, P
     }
     return buf_put(&r->out, r->head, r->head_n);
 }
-
-typedef struct {
-    const char *p;
-    Py_ssize_t n;
-} Span;
 
 /* "service":..,"host":..,"format":..,"stream":..,"seq":..,<tail> ; fmt NULL: the batch's */
 static int
@@ -861,6 +1005,13 @@ dict_stamp(Run *r, PyObject *rec, PyObject *ts_val, PyObject *level_val, Stamp *
         st->level = INFO_LEVEL;
         st->flags |= LEVEL_ABSENT;
         return 1;
+    }
+    if (PyUnicode_CheckExact(level_val) && PyUnicode_IS_ASCII(level_val)) {
+        st->level = level_lookup(e, (const char *)PyUnicode_DATA(level_val),
+                                 PyUnicode_GET_LENGTH(level_val));
+        if (st->level >= 0) {
+            return 1;
+        }
     }
     PyObject *canon = NULL;
     if (PyUnicode_CheckExact(level_val)) {
@@ -1153,11 +1304,12 @@ skip_field(const char **pp, const char *end, int wt)
     }
 }
 
-/* A string field, read once: a second occurrence is left to the protobuf runtime. */
+/* A string field, read once: a second occurrence is left to the protobuf runtime.
+ * `check`: validate the UTF-8 (the scan does; the second pass reads checked bytes). */
 static int
-read_string(const char **pp, const char *end, int wt, Span *s, int *seen)
+read_string(const char **pp, const char *end, int wt, Span *s, int *seen, int check)
 {
-    if (wt != WT_LEN || *seen || read_len(pp, end, s) < 0 || !utf8_valid(s->p, s->n)) {
+    if (wt != WT_LEN || *seen || read_len(pp, end, s) < 0 || (check && !utf8_valid(s->p, s->n))) {
         return -1;
     }
     *seen = 1;
@@ -1177,7 +1329,7 @@ typedef struct {
 } WireRecord;
 
 static int
-read_map_entry(Span entry, Span *key, Span *value)
+read_map_entry(Span entry, Span *key, Span *value, int check)
 {
     const char *p = entry.p, *end = entry.p + entry.n;
     int seen_key = 0, seen_value = 0;
@@ -1189,8 +1341,8 @@ read_map_entry(Span entry, Span *key, Span *value)
         if (read_tag(&p, end, &field, &wt) < 0) {
             return -1;
         }
-        int rc = field == 1   ? read_string(&p, end, wt, key, &seen_key)
-                 : field == 2 ? read_string(&p, end, wt, value, &seen_value)
+        int rc = field == 1   ? read_string(&p, end, wt, key, &seen_key, check)
+                 : field == 2 ? read_string(&p, end, wt, value, &seen_value, check)
                               : skip_field(&p, end, wt);
         if (rc < 0) {
             return -1;
@@ -1201,7 +1353,7 @@ read_map_entry(Span entry, Span *key, Span *value)
 
 /* Parse and check one LogRecord. Fields past MAX_FIELDS are checked and counted only. */
 static int
-read_record(Span span, WireRecord *w)
+read_record(Span span, WireRecord *w, int check)
 {
     const char *p = span.p, *end = span.p + span.n;
     memset(w, 0, offsetof(WireRecord, fkey));
@@ -1214,15 +1366,15 @@ read_record(Span span, WireRecord *w)
             return -1;
         }
         switch (field) {
-        case 1: rc = read_string(&p, end, wt, &w->ts, &w->has_ts); break;
-        case 2: rc = read_string(&p, end, wt, &w->level, &w->has_level); break;
-        case 3: rc = read_string(&p, end, wt, &w->msg, &w->seen_msg); break;
-        case 4: rc = read_string(&p, end, wt, &w->service, &w->seen_service); break;
-        case 5: rc = read_string(&p, end, wt, &w->host, &w->seen_host); break;
+        case 1: rc = read_string(&p, end, wt, &w->ts, &w->has_ts, check); break;
+        case 2: rc = read_string(&p, end, wt, &w->level, &w->has_level, check); break;
+        case 3: rc = read_string(&p, end, wt, &w->msg, &w->seen_msg, check); break;
+        case 4: rc = read_string(&p, end, wt, &w->service, &w->seen_service, check); break;
+        case 5: rc = read_string(&p, end, wt, &w->host, &w->seen_host, check); break;
         case 6: {
             Span entry, key, value;
             rc = wt != WT_LEN || read_len(&p, end, &entry) < 0 ||
-                         read_map_entry(entry, &key, &value) < 0
+                         read_map_entry(entry, &key, &value, check) < 0
                      ? -1
                      : 0;
             if (rc == 0 && w->nfields < MAX_FIELDS) {
@@ -1232,13 +1384,13 @@ read_record(Span span, WireRecord *w)
             w->nfields++;
             break;
         }
-        case 7: rc = read_string(&p, end, wt, &w->stream, &w->seen_stream); break;
+        case 7: rc = read_string(&p, end, wt, &w->stream, &w->seen_stream, check); break;
         case 8:
             rc = wt != WT_VARINT || w->has_seq || read_varint(&p, end, &w->seq) < 0 ? -1 : 0;
             w->has_seq = 1;
             break;
-        case 9: rc = read_string(&p, end, wt, &w->raw, &w->seen_raw); break;
-        case 10: rc = read_string(&p, end, wt, &w->format, &w->seen_format); break;
+        case 9: rc = read_string(&p, end, wt, &w->raw, &w->seen_raw, check); break;
+        case 10: rc = read_string(&p, end, wt, &w->format, &w->seen_format, check); break;
         default: rc = skip_field(&p, end, wt);
         }
         if (rc < 0) {
@@ -1275,13 +1427,13 @@ read_batch(const char *p, const char *end, WireBatch *b, WireRecord *scratch)
             return -1;
         }
         if (field >= 1 && field <= 4) {
-            if (read_string(&p, end, wt, meta[field - 1], &seen[field - 1]) < 0) {
+            if (read_string(&p, end, wt, meta[field - 1], &seen[field - 1], 1) < 0) {
                 return -1;
             }
         }
         else if (field == 5) {
             Span rec;
-            if (wt != WT_LEN || read_len(&p, end, &rec) < 0 || read_record(rec, scratch) < 0) {
+            if (wt != WT_LEN || read_len(&p, end, &rec) < 0 || read_record(rec, scratch, 1) < 0) {
                 return -1;
             }
             b->count++;
@@ -1382,7 +1534,7 @@ wire_dict(Span span)
         return NULL;
     }
     WireRecord *w = PyMem_Malloc(sizeof(WireRecord));
-    if (w == NULL || read_record(span, w) < 0) {
+    if (w == NULL || read_record(span, w, 0) < 0) {
         PyMem_Free(w);
         Py_DECREF(d);
         return w == NULL ? PyErr_NoMemory() : (PyErr_SetString(PyExc_ValueError, "bad record"), NULL);
@@ -1401,7 +1553,7 @@ wire_dict(Span span)
             skip_field(&p, end, wt);
             continue;
         }
-        if (read_len(&p, end, &entry) < 0 || read_map_entry(entry, &key, &value) < 0) {
+        if (read_len(&p, end, &entry) < 0 || read_map_entry(entry, &key, &value, 0) < 0) {
             break;
         }
         PyObject *k = span_str(key);
@@ -1437,109 +1589,309 @@ wire_dict(Span span)
     return d;
 }
 
-static int
-span_eq(Span s, const char *lit)
+/* ------------------------------------------------------------------ flat records */
+
+/* A record read from protobuf wire or JSON text without building Python objects: the
+ * LogRecord slots, and the other members in the order they are stored. */
+
+enum { V_ABSENT = 0, V_STRING, V_INT, V_TRUE, V_FALSE, V_NULL, V_OTHER };
+
+typedef struct {
+    int kind;
+    Span text;   /* V_STRING: the text itself (UTF-8, unescaped); else its JSON text */
+    int escaped; /* V_STRING straight from JSON text: `text` still holds escapes */
+    int has_u64; /* a V_INT read from the wire carries the number instead */
+    uint64_t u64;
+} Value;
+
+typedef struct {
+    Span key;
+    Value value;
+} Member;
+
+enum { SLOT_TS, SLOT_LEVEL, SLOT_MSG, SLOT_SERVICE, SLOT_HOST, SLOT_STREAM, SLOT_SEQ,
+       SLOT_FORMAT, SLOT_RAW, NSLOTS };
+enum { KEY_PLAIN = NSLOTS, KEY_ALIAS_TS, KEY_ALIAS_LEVEL, KEY_ALIAS_MSG, KEY_SYSLOG,
+       KEY_SRC_TS, KEY_SRC_LEVEL, KEY_RESERVED };
+enum { MAX_MEMBERS = 64 };
+
+typedef struct {
+    Value slot[NSLOTS];
+    int alias[3];   /* an alias of ts, level or msg holds a value */
+    int has_syslog; /* a syslog_severity member */
+    int has_src[2]; /* src_ts, src_level members */
+    int off_path;   /* something that only the Python path decides */
+    Py_ssize_t n;
+    Member extra[MAX_MEMBERS];
+} Flat;
+
+static const struct {
+    const char *name;
+    int kind;
+} KEY_KINDS[] = {
+    {"ts", SLOT_TS}, {"level", SLOT_LEVEL}, {"msg", SLOT_MSG}, {"service", SLOT_SERVICE},
+    {"host", SLOT_HOST}, {"stream", SLOT_STREAM}, {"seq", SLOT_SEQ}, {"format", SLOT_FORMAT},
+    {"raw", SLOT_RAW}, {"timestamp", KEY_ALIAS_TS}, {"time", KEY_ALIAS_TS},
+    {"@timestamp", KEY_ALIAS_TS}, {"lvl", KEY_ALIAS_LEVEL}, {"severity", KEY_ALIAS_LEVEL},
+    {"message", KEY_ALIAS_MSG}, {"log", KEY_ALIAS_MSG}, {"text", KEY_ALIAS_MSG},
+    {"syslog_severity", KEY_SYSLOG}, {"src_ts", KEY_SRC_TS}, {"src_level", KEY_SRC_LEVEL},
+    {"emitter", KEY_RESERVED}, {"scenario_id", KEY_RESERVED}, {"run_id", KEY_RESERVED},
+    {"batch_id", KEY_RESERVED}, {"ingest_ts", KEY_RESERVED}, {"ts_missing", KEY_RESERVED},
+    {"level_missing", KEY_RESERVED},
+};
+enum { NKEY_KINDS = sizeof KEY_KINDS / sizeof KEY_KINDS[0] };
+
+/* KEY_KINDS by name length (names are 2 to 15 bytes, at most 4 of a length); -1 ends. */
+enum { MAX_KEY_LEN = 15, PER_LEN = 5 };
+static signed char KEYS_BY_LEN[MAX_KEY_LEN + 1][PER_LEN];
+
+static void
+index_key_kinds(void)
 {
-    size_t n = strlen(lit);
-    return (size_t)s.n == n && memcmp(s.p, lit, n) == 0;
+    memset(KEYS_BY_LEN, -1, sizeof KEYS_BY_LEN);
+    for (int i = 0; i < NKEY_KINDS; i++) {
+        size_t n = strlen(KEY_KINDS[i].name);
+        int j = 0;
+        while (KEYS_BY_LEN[n][j] >= 0) {
+            j++;
+        }
+        KEYS_BY_LEN[n][j] = (signed char)i;
+    }
 }
 
-/* Whether a field name forces the slow path: a record key, an alias, a fixed output key,
- * syslog_severity, src_ts/src_level. Cheap test on the first byte first. */
 static int
-special_key(Span k)
+classify(Span k)
 {
-    static const char *const names[] = {
-        "ts", "level", "msg", "service", "host", "stream", "seq", "raw", "format",
-        "timestamp", "time", "@timestamp", "lvl", "severity", "message", "log", "text",
-        "emitter", "scenario_id", "run_id", "batch_id", "ingest_ts", "ts_missing",
-        "level_missing", "syslog_severity", "src_ts", "src_level", NULL};
-    if (k.n == 0 || k.n > 15 || !strchr("tlmshrfe@bi", k.p[0])) {
-        return 0;
+    if (k.n < 2 || k.n > MAX_KEY_LEN) {
+        return KEY_PLAIN;
     }
-    for (const char *const *n = names; *n; n++) {
-        if (span_eq(k, *n)) {
-            return 1;
+    for (const signed char *i = KEYS_BY_LEN[k.n]; *i >= 0; i++) {
+        if (memcmp(KEY_KINDS[*i].name, k.p, (size_t)k.n) == 0) {
+            return KEY_KINDS[*i].kind;
         }
     }
-    return 0;
+    return KEY_PLAIN;
 }
 
 static int
-wire_fields_plain(const WireRecord *w)
+value_present(const Value *v)
 {
-    if (w->nfields > MAX_FIELDS) {
+    return v->kind != V_ABSENT && v->kind != V_NULL && !(v->kind == V_STRING && v->text.n == 0);
+}
+
+static void
+flat_reset(Flat *f)
+{
+    memset(f, 0, offsetof(Flat, extra));
+}
+
+/* Add one member. `slots_ok`: whether the member may fill a LogRecord slot (JSON) or
+ * must not (a protobuf map entry named like one: batch_from_pb semantics). */
+static void
+flat_add(Flat *f, Span key, Value v, int slots_ok)
+{
+    int kind = classify(key);
+    if (kind < NSLOTS) {
+        if (!slots_ok || f->slot[kind].kind != V_ABSENT) {
+            f->off_path = 1; /* a duplicate, or a map entry shadowing a slot */
+        }
+        f->slot[kind] = v;
+        return;
+    }
+    if (kind == KEY_RESERVED || f->n == MAX_MEMBERS) {
+        f->off_path = 1;
+        return;
+    }
+    for (Py_ssize_t i = 0; i < f->n; i++) {
+        if (f->extra[i].key.n == key.n && memcmp(f->extra[i].key.p, key.p, key.n) == 0) {
+            f->off_path = 1; /* duplicate names: the last one wins, decided in Python */
+            return;
+        }
+    }
+    if (kind >= KEY_ALIAS_TS && kind <= KEY_ALIAS_MSG && value_present(&v)) {
+        f->alias[kind - KEY_ALIAS_TS] = 1;
+    }
+    f->has_syslog |= kind == KEY_SYSLOG;
+    f->has_src[0] |= kind == KEY_SRC_TS;
+    f->has_src[1] |= kind == KEY_SRC_LEVEL;
+    f->extra[f->n].key = key;
+    f->extra[f->n].value = v;
+    f->n++;
+}
+
+/* The Python object for a value (for ts_fn, level_fn and the like). */
+static PyObject *
+value_object(Run *r, const Value *v)
+{
+    switch (v->kind) {
+    case V_STRING:
+        return PyUnicode_DecodeUTF8(v->text.p, v->text.n, NULL);
+    case V_TRUE:
+        Py_RETURN_TRUE;
+    case V_FALSE:
+        Py_RETURN_FALSE;
+    case V_NULL:
+        Py_RETURN_NONE;
+    default:
+        if (v->has_u64) {
+            return PyLong_FromUnsignedLongLong(v->u64);
+        }
+        PyObject *text = PyBytes_FromStringAndSize(v->text.p, v->text.n);
+        PyObject *obj = text == NULL ? NULL : PyObject_CallOneArg(r->e->loads, text);
+        Py_XDECREF(text);
+        return obj;
+    }
+}
+
+/* Digits only, at most 18 of them: an integer orjson writes back unchanged. */
+static int
+plain_int(Span t)
+{
+    Py_ssize_t digits = t.n - (t.n && t.p[0] == '-');
+    return digits <= 18 && !(t.n == 2 && t.p[0] == '-' && t.p[1] == '0');
+}
+
+/* Append a value as orjson would write what orjson read. 1 done, 0 not here, -1 error. */
+static int
+put_flat_value(Run *r, const Value *v)
+{
+    Buf *o = &r->out;
+    switch (v->kind) {
+    case V_STRING:
+        return put_json_str(o, v->text.p, v->text.n) < 0 ? -1 : 1;
+    case V_TRUE:
+        return PUT_LIT(o, "true") < 0 ? -1 : 1;
+    case V_FALSE:
+        return PUT_LIT(o, "false") < 0 ? -1 : 1;
+    case V_NULL:
+        return PUT_LIT(o, "null") < 0 ? -1 : 1;
+    default:
+        break;
+    }
+    if (v->has_u64) {
+        return put_u64(o, v->u64) < 0 ? -1 : 1;
+    }
+    if (v->kind == V_INT && plain_int(v->text)) {
+        return buf_put(o, v->text.p, v->text.n) < 0 ? -1 : 1;
+    }
+    PyObject *obj = value_object(r, v);
+    if (obj == NULL) {
+        PyErr_Clear();
         return 0;
     }
-    for (Py_ssize_t i = 0; i < w->nfields; i++) {
-        if (special_key(w->fkey[i])) {
-            return 0;
-        }
-        for (Py_ssize_t j = 0; j < i; j++) {
-            if (w->fkey[j].n == w->fkey[i].n &&
-                memcmp(w->fkey[j].p, w->fkey[i].p, (size_t)w->fkey[i].n) == 0) {
-                return 0;
-            }
-        }
+    int rc = put_value(r, obj);
+    Py_DECREF(obj);
+    return rc;
+}
+
+/* service, host, stream: absent or null -> "", text as is; else not ours. */
+static int
+text_slot(const Value *v, Span *out)
+{
+    out->p = "";
+    out->n = 0;
+    if (v->kind == V_ABSENT || v->kind == V_NULL) {
+        return 1;
     }
+    if (v->kind != V_STRING) {
+        return 0;
+    }
+    *out = v->text;
     return 1;
 }
 
-/* ts and level of a wire record. */
+/* seq: absent or null -> none; an integer 0..2**64-1; else not ours. */
 static int
-wire_stamp(Run *r, const WireRecord *w, Stamp *st)
+seq_slot(const Value *v, int *has, uint64_t *seq)
 {
+    *has = 0;
+    if (v->kind == V_ABSENT || v->kind == V_NULL) {
+        return 1;
+    }
+    if (v->kind != V_INT) {
+        return 0;
+    }
+    if (v->has_u64) {
+        *has = 1;
+        *seq = v->u64;
+        return 1;
+    }
+    if (v->text.n > 20 || v->text.p[0] == '-') {
+        return 0;
+    }
+    uint64_t n = 0;
+    for (Py_ssize_t i = 0; i < v->text.n; i++) {
+        unsigned d = (unsigned)(v->text.p[i] - '0');
+        if (n > (UINT64_MAX - d) / 10) {
+            return 0; /* over 2**64-1: orjson reads a float, rejected in Python */
+        }
+        n = n * 10 + d;
+    }
+    *has = 1;
+    *seq = n;
+    return 1;
+}
+
+/* ts and level of a flat record; -1 error, else 0. */
+static int
+flat_stamp(Run *r, const Flat *f, Stamp *st)
+{
+    const Value *ts = &f->slot[SLOT_TS], *lv = &f->slot[SLOT_LEVEL];
     st->ts_obj = NULL;
     st->flags = 0;
-    if (w->ts.n == 0) {
-        st->ts = r->ingest_ts;
-        st->ts_n = r->ingest_ts_n;
+    st->ts = r->ingest_ts;
+    st->ts_n = r->ingest_ts_n;
+    if (!value_present(ts)) {
         st->flags |= TS_ABSENT;
     }
-    else if (is_canonical_ts(w->ts.p, w->ts.n)) {
-        st->ts = w->ts.p;
-        st->ts_n = w->ts.n;
+    else if (ts->kind == V_STRING && is_canonical_ts(ts->text.p, ts->text.n)) {
+        st->ts = ts->text.p;
+        st->ts_n = ts->text.n;
     }
     else {
-        PyObject *text = span_str(w->ts);
-        PyObject *ts = text == NULL ? NULL : PyObject_CallOneArg(r->ts_fn, text);
-        Py_XDECREF(text);
-        if (ts == NULL) {
+        PyObject *obj = value_object(r, ts);
+        PyObject *res = obj == NULL ? NULL : PyObject_CallOneArg(r->ts_fn, obj);
+        Py_XDECREF(obj);
+        if (res == NULL) {
             return -1;
         }
-        if (ts == Py_None) {
-            Py_DECREF(ts);
-            st->ts = r->ingest_ts;
-            st->ts_n = r->ingest_ts_n;
+        if (res == Py_None) {
+            Py_DECREF(res);
             st->flags |= TS_INVALID;
         }
         else {
-            st->ts_obj = ts;
-            if ((st->ts = PyUnicode_AsUTF8AndSize(ts, &st->ts_n)) == NULL) {
+            st->ts_obj = res;
+            if ((st->ts = PyUnicode_AsUTF8AndSize(res, &st->ts_n)) == NULL) {
                 return -1;
             }
         }
     }
-    if (w->level.n == 0) {
-        st->level = INFO_LEVEL;
+    st->level = INFO_LEVEL;
+    if (!value_present(lv)) {
         st->flags |= LEVEL_ABSENT;
         return 0;
     }
-    PyObject *text = span_str(w->level);
-    if (text == NULL) {
+    if (lv->kind == V_STRING && (st->level = level_lookup(r->e, lv->text.p, lv->text.n)) >= 0) {
+        return 0;
+    }
+    st->level = INFO_LEVEL;
+    PyObject *obj = value_object(r, lv);
+    if (obj == NULL) {
         return -1;
     }
-    PyObject *canon = PyDict_GetItemWithError(r->e->levels, text);
-    Py_XINCREF(canon);
-    if (canon == NULL && !PyErr_Occurred()) {
-        canon = PyObject_CallOneArg(r->e->level_fn, text);
+    PyObject *canon = NULL;
+    if (PyUnicode_CheckExact(obj)) {
+        canon = PyDict_GetItemWithError(r->e->levels, obj);
+        Py_XINCREF(canon);
     }
-    Py_DECREF(text);
+    if (canon == NULL && !PyErr_Occurred()) {
+        canon = PyObject_CallOneArg(r->e->level_fn, obj);
+    }
+    Py_DECREF(obj);
     if (canon == NULL) {
         return -1;
     }
     if (canon == Py_None) {
-        st->level = INFO_LEVEL;
         st->flags |= LEVEL_INVALID;
     }
     else if ((st->level = level_index(r->e, canon)) < 0) {
@@ -1554,60 +1906,703 @@ wire_stamp(Run *r, const WireRecord *w, Stamp *st)
 }
 
 static int
-wire_extras(Run *r, const WireRecord *w, int flags)
+flat_extras(Run *r, const Flat *f, int flags)
 {
-    Buf *o = &r->out;
-    for (Py_ssize_t i = 0; i < w->nfields; i++) {
-        if (PUT_LIT(o, ",") < 0 || put_json_str(o, w->fkey[i].p, w->fkey[i].n) < 0 ||
-            PUT_LIT(o, ":") < 0 || put_json_str(o, w->fval[i].p, w->fval[i].n) < 0) {
+    for (Py_ssize_t i = 0; i < f->n; i++) {
+        const Member *m = &f->extra[i];
+        if (PUT_LIT(&r->out, ",") < 0 || put_json_str(&r->out, m->key.p, m->key.n) < 0 ||
+            PUT_LIT(&r->out, ":") < 0) {
             return -1;
         }
+        int rc = put_flat_value(r, &m->value);
+        if (rc <= 0) {
+            return rc;
+        }
     }
-    if ((flags & TS_INVALID) &&
-        (PUT_LIT(o, ",\"src_ts\":") < 0 || put_json_str(o, w->ts.p, w->ts.n) < 0)) {
-        return -1;
+    int rc = 1;
+    if (flags & TS_INVALID) {
+        rc = PUT_LIT(&r->out, ",\"src_ts\":") < 0 ? -1 : put_flat_value(r, &f->slot[SLOT_TS]);
     }
-    if ((flags & LEVEL_INVALID) &&
-        (PUT_LIT(o, ",\"src_level\":") < 0 || put_json_str(o, w->level.p, w->level.n) < 0)) {
-        return -1;
+    if (rc == 1 && (flags & LEVEL_INVALID)) {
+        rc = PUT_LIT(&r->out, ",\"src_level\":") < 0 ? -1
+                                                     : put_flat_value(r, &f->slot[SLOT_LEVEL]);
     }
-    return 0;
+    return rc;
 }
 
-/* One wire record on the fast path: 1 written, 0 not ours, -1 error. */
+/* Whether the record's shape is one the C path decides: no raw line, no alias standing
+ * in for an absent ts/level/msg, fixed fields of the expected types. */
 static int
-wire_record(Run *r, const WireRecord *w)
+flat_plain(Run *r, const Flat *f, Span *service, Span *host, Span *stream)
 {
-    if (w->raw.n || w->msg.n > r->e->max_chars || !wire_fields_plain(w)) {
+    const Value *msg = &f->slot[SLOT_MSG], *fmt = &f->slot[SLOT_FORMAT];
+    if (f->off_path || f->slot[SLOT_RAW].kind != V_ABSENT ||
+        (!value_present(&f->slot[SLOT_TS]) && f->alias[0]) ||
+        (!value_present(&f->slot[SLOT_LEVEL]) && (f->alias[1] || f->has_syslog)) ||
+        (!value_present(msg) && f->alias[2])) {
+        return 0;
+    }
+    if (value_present(msg) && (msg->kind != V_STRING || msg->text.n > r->e->max_chars)) {
+        return 0;
+    }
+    if (fmt->kind != V_ABSENT && fmt->kind != V_STRING) {
+        return 0;
+    }
+    return text_slot(&f->slot[SLOT_SERVICE], service) && text_slot(&f->slot[SLOT_HOST], host) &&
+           text_slot(&f->slot[SLOT_STREAM], stream);
+}
+
+/* One flat record on the fast path: 1 written, 0 not ours (nothing written), -1 error. */
+static int
+flat_record(Run *r, const Flat *f)
+{
+    Span service, host, stream;
+    int has_seq;
+    uint64_t seq = 0;
+    if (!flat_plain(r, f, &service, &host, &stream) ||
+        !seq_slot(&f->slot[SLOT_SEQ], &has_seq, &seq)) {
         return 0;
     }
     Stamp st;
-    if (wire_stamp(r, w, &st) < 0) {
+    if (flat_stamp(r, f, &st) < 0) {
         Py_XDECREF(st.ts_obj);
         return -1;
+    }
+    if (((st.flags & TS_INVALID) && f->has_src[0]) ||
+        ((st.flags & LEVEL_INVALID) && f->has_src[1])) {
+        Py_XDECREF(st.ts_obj);
+        return 0; /* src_ts/src_level taken: the renaming is decided in Python */
+    }
+    const Value *msg = &f->slot[SLOT_MSG];
+    const Value *fmt = &f->slot[SLOT_FORMAT];
+    Span m = {"", 0};
+    if (value_present(msg)) {
+        m = msg->text;
     }
     const char *text;
     Py_ssize_t text_n;
     PyObject *keep;
     Py_ssize_t mark = r->out.len;
-    int rc = resolve_msg(r, NULL, w->msg.p, w->msg.n, is_ascii(w->msg.p, w->msg.n), &text,
-                         &text_n, &keep);
+    int rc = resolve_msg(r, NULL, m.p, m.n, is_ascii(m.p, m.n), &text, &text_n, &keep);
     if (rc == 0) {
         rc = put_start(r, st.ts, st.ts_n, st.level, text, text_n) < 0 ||
-                     put_middle(r, w->service, w->host, w->format.n ? &w->format : NULL,
-                                w->stream, w->has_seq, w->seq) < 0 ||
-                     wire_extras(r, w, st.flags) < 0 || put_end(r, st.flags) < 0
+                     put_middle(r, service, host, fmt->kind == V_STRING && fmt->text.n ? &fmt->text : NULL,
+                                stream, has_seq, seq) < 0
                  ? -1
-                 : 0;
+                 : flat_extras(r, f, st.flags);
+        if (rc == 1 && put_end(r, st.flags) < 0) {
+            rc = -1;
+        }
+    }
+    else {
+        rc = -1;
     }
     Py_XDECREF(keep);
     Py_XDECREF(st.ts_obj);
-    if (rc < 0) {
+    if (rc != 1) {
         r->out.len = mark;
-        return -1;
+        return rc;
     }
     record_accepted(r, st.level, st.flags);
     return 1;
+}
+
+/* A LogRecord as a flat record: the map entries first, as pb_codec.batch_from_pb does. */
+static void
+wire_flat(const WireRecord *w, Flat *f)
+{
+    flat_reset(f);
+    f->off_path = w->nfields > MAX_FIELDS;
+    Py_ssize_t n = w->nfields < MAX_FIELDS ? w->nfields : MAX_FIELDS;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Value v = {.kind = V_STRING, .text = w->fval[i]};
+        flat_add(f, w->fkey[i], v, 0);
+    }
+    Value *s = f->slot;
+    if (w->has_ts) {
+        s[SLOT_TS] = (Value){.kind = V_STRING, .text = w->ts};
+    }
+    if (w->has_level) {
+        s[SLOT_LEVEL] = (Value){.kind = V_STRING, .text = w->level};
+    }
+    if (w->raw.n) {
+        s[SLOT_RAW] = (Value){.kind = V_STRING, .text = w->raw};
+    }
+    else {
+        s[SLOT_MSG] = (Value){.kind = V_STRING, .text = w->msg};
+    }
+    const Span *texts[4] = {&w->format, &w->service, &w->host, &w->stream};
+    const int slots[4] = {SLOT_FORMAT, SLOT_SERVICE, SLOT_HOST, SLOT_STREAM};
+    for (int i = 0; i < 4; i++) {
+        if (texts[i]->n) {
+            s[slots[i]] = (Value){.kind = V_STRING, .text = *texts[i]};
+        }
+    }
+    if (w->has_seq) {
+        s[SLOT_SEQ] = (Value){.kind = V_INT, .text = {"", 0}, .has_u64 = 1, .u64 = w->seq};
+    }
+}
+
+/* ------------------------------------------------------------------ JSON text */
+
+/* A strict reader (RFC 8259, as orjson reads it): anything orjson would refuse or read
+ * differently (a lone surrogate escape, a number out of double range, nesting past
+ * MAX_DEPTH) makes the body "not readable here" and the Python path decides. */
+
+enum { MAX_DEPTH = 512 };
+
+typedef struct {
+    const char *p;
+    const char *end;
+    int trusted; /* the text was checked by an earlier pass: find ends, check nothing */
+} Cursor;
+
+static void
+j_ws(Cursor *c)
+{
+    while (c->p < c->end && (*c->p == ' ' || *c->p == '\n' || *c->p == '\r' || *c->p == '\t')) {
+        c->p++;
+    }
+}
+
+static int
+j_byte(Cursor *c, char want)
+{
+    j_ws(c);
+    if (c->p < c->end && *c->p == want) {
+        c->p++;
+        return 1;
+    }
+    return 0;
+}
+
+static int
+hex4(const char *p, const char *end, unsigned *out)
+{
+    if (end - p < 4) {
+        return -1;
+    }
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        unsigned char ch = (unsigned char)p[i];
+        int d = is_digit(ch) ? ch - '0'
+                : (ch >= 'a' && ch <= 'f') ? ch - 'a' + 10
+                : (ch >= 'A' && ch <= 'F') ? ch - 'A' + 10
+                                           : -1;
+        if (d < 0) {
+            return -1;
+        }
+        v = v * 16 + (unsigned)d;
+    }
+    *out = v;
+    return 0;
+}
+
+/* A \u escape at p (pointing at the backslash): its code point and length. */
+static int
+j_unicode_escape(const char *p, const char *end, unsigned *cp, int *len)
+{
+    unsigned hi, lo;
+    if (hex4(p + 2, end, &hi) < 0 || (hi >= 0xDC00 && hi <= 0xDFFF)) {
+        return -1;
+    }
+    if (hi < 0xD800 || hi > 0xDBFF) {
+        *cp = hi;
+        *len = 6;
+        return 0;
+    }
+    if (end - p < 12 || p[6] != '\\' || p[7] != 'u' || hex4(p + 8, end, &lo) < 0 || lo < 0xDC00 ||
+        lo > 0xDFFF) {
+        return -1; /* orjson refuses unpaired surrogates */
+    }
+    *cp = 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00);
+    *len = 12;
+    return 0;
+}
+
+/* A string at the opening quote: its raw content, and whether it holds escapes.
+ * Checks control characters, escapes and UTF-8 in the same pass. */
+static int
+j_string_trusted(Cursor *c, Span *raw, int *escaped)
+{
+    const char *p = c->p + 1, *end = c->end, *start = p;
+    *escaped = 0;
+    while (p < end) {
+        if (end - p >= 8) {
+            uint64_t w;
+            memcpy(&w, p, 8);
+            uint64_t hits = has_byte(w, '"') | has_byte(w, '\\');
+            if (!hits) {
+                p += 8;
+                continue;
+            }
+            p += first_hit(hits);
+        }
+        if (*p == '"') {
+            raw->p = start;
+            raw->n = p - start;
+            c->p = p + 1;
+            return 0;
+        }
+        if (*p == '\\') {
+            *escaped = 1;
+            p++; /* the escaped character is skipped below; \uXXXX digits are plain */
+        }
+        p++;
+    }
+    return -1;
+}
+
+static int
+j_string(Cursor *c, Span *raw, int *escaped)
+{
+    if (c->trusted) {
+        return j_string_trusted(c, raw, escaped);
+    }
+    const char *p = c->p + 1, *end = c->end, *start = p;
+    *escaped = 0;
+    while (p < end) {
+        if (end - p >= 8) {
+            uint64_t w;
+            memcpy(&w, p, 8);
+            uint64_t hits = has_byte(w, '"') | has_byte(w, '\\') | has_control(w) | (w & HIGHS);
+            if (!hits) {
+                p += 8;
+                continue;
+            }
+            p += first_hit(hits);
+        }
+        unsigned char ch = (unsigned char)*p;
+        if (ch == '"') {
+            raw->p = start;
+            raw->n = p - start;
+            c->p = p + 1;
+            return 0;
+        }
+        if (ch >= 0x80) {
+            int len = utf8_seq((const unsigned char *)p, end - p);
+            if (len == 0) {
+                return -1;
+            }
+            p += len;
+            continue;
+        }
+        if (ch < 0x20) {
+            return -1;
+        }
+        if (ch != '\\') {
+            p++;
+            continue;
+        }
+        *escaped = 1;
+        if (end - p < 2) {
+            return -1;
+        }
+        if (p[1] == 'u') {
+            unsigned cp;
+            int len;
+            if (j_unicode_escape(p, end, &cp, &len) < 0) {
+                return -1;
+            }
+            p += len;
+        }
+        else if (p[1] && strchr("\"\\/bfnrt", p[1])) {
+            p += 2;
+        }
+        else {
+            return -1;
+        }
+    }
+    return -1;
+}
+
+/* The text of a checked string, escapes undone, into `out` (room for raw.n bytes). */
+static Py_ssize_t
+j_unescape(Span raw, char *out)
+{
+    const char *p = raw.p, *end = raw.p + raw.n;
+    char *o = out;
+    while (p < end) {
+        if (*p != '\\') {
+            *o++ = *p++;
+            continue;
+        }
+        char e = p[1];
+        if (e != 'u') {
+            static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
+            *o++ = to[strchr(from, e) - from];
+            p += 2;
+            continue;
+        }
+        unsigned cp;
+        int len;
+        j_unicode_escape(p, end, &cp, &len);
+        p += len;
+        if (cp < 0x80) {
+            *o++ = (char)cp;
+        }
+        else if (cp < 0x800) {
+            *o++ = (char)(0xC0 | (cp >> 6));
+            *o++ = (char)(0x80 | (cp & 0x3F));
+        }
+        else if (cp < 0x10000) {
+            *o++ = (char)(0xE0 | (cp >> 12));
+            *o++ = (char)(0x80 | ((cp >> 6) & 0x3F));
+            *o++ = (char)(0x80 | (cp & 0x3F));
+        }
+        else {
+            *o++ = (char)(0xF0 | (cp >> 18));
+            *o++ = (char)(0x80 | ((cp >> 12) & 0x3F));
+            *o++ = (char)(0x80 | ((cp >> 6) & 0x3F));
+            *o++ = (char)(0x80 | (cp & 0x3F));
+        }
+    }
+    return o - out;
+}
+
+static int
+j_digits(Cursor *c)
+{
+    const char *start = c->p;
+    while (c->p < c->end && is_digit((unsigned char)*c->p)) {
+        c->p++;
+    }
+    return c->p > start;
+}
+
+/* A number: V_INT or V_OTHER (a fraction or exponent, or an integer past 18 digits
+ * that orjson may read as a float); refused when it overflows a double. */
+static int
+j_number(Cursor *c, Value *v)
+{
+    const char *start = c->p;
+    if (c->p < c->end && *c->p == '-') {
+        c->p++;
+    }
+    if (c->p < c->end && *c->p == '0') {
+        c->p++;
+    }
+    else if (!j_digits(c)) {
+        return -1;
+    }
+    int integer = 1;
+    if (c->p < c->end && *c->p == '.') {
+        c->p++;
+        integer = 0;
+        if (!j_digits(c)) {
+            return -1;
+        }
+    }
+    if (c->p < c->end && (*c->p == 'e' || *c->p == 'E')) {
+        c->p++;
+        integer = 0;
+        if (c->p < c->end && (*c->p == '+' || *c->p == '-')) {
+            c->p++;
+        }
+        if (!j_digits(c)) {
+            return -1;
+        }
+    }
+    v->text.p = start;
+    v->text.n = c->p - start;
+    v->kind = integer ? V_INT : V_OTHER;
+    if (!c->trusted && (!integer || v->text.n > 18)) {
+        char tmp[400];
+        if (v->text.n >= (Py_ssize_t)sizeof tmp) {
+            return -1;
+        }
+        memcpy(tmp, start, v->text.n);
+        tmp[v->text.n] = '\0';
+        double d = strtod(tmp, NULL);
+        if (d == HUGE_VAL || d == -HUGE_VAL) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int j_value(Cursor *c, Value *v, int depth);
+
+/* An object or array at c->p, checked to its end. */
+static int
+j_container(Cursor *c, int depth)
+{
+    if (depth > MAX_DEPTH) {
+        return -1;
+    }
+    char close = *c->p == '{' ? '}' : ']';
+    int object = close == '}';
+    c->p++;
+    if (j_byte(c, close)) {
+        return 0;
+    }
+    do {
+        Value v;
+        if (object) {
+            Span key;
+            int escaped;
+            j_ws(c);
+            if (c->p >= c->end || *c->p != '"' || j_string(c, &key, &escaped) < 0 ||
+                !j_byte(c, ':')) {
+                return -1;
+            }
+        }
+        if (j_value(c, &v, depth) < 0) {
+            return -1;
+        }
+    } while (j_byte(c, ','));
+    return j_byte(c, close) ? 0 : -1;
+}
+
+static int
+j_literal(Cursor *c, const char *word, int kind, Value *v)
+{
+    size_t n = strlen(word);
+    if ((size_t)(c->end - c->p) < n || memcmp(c->p, word, n) != 0) {
+        return -1;
+    }
+    v->kind = kind;
+    v->text.p = c->p;
+    v->text.n = (Py_ssize_t)n;
+    c->p += n;
+    return 0;
+}
+
+/* Any value; a string's span is its raw content (see v->escaped). */
+static int
+j_value(Cursor *c, Value *v, int depth)
+{
+    j_ws(c);
+    v->has_u64 = 0;
+    v->escaped = 0;
+    if (c->p >= c->end) {
+        return -1;
+    }
+    switch (*c->p) {
+    case '"': {
+        int escaped;
+        v->kind = V_STRING;
+        if (j_string(c, &v->text, &escaped) < 0) {
+            return -1;
+        }
+        v->escaped = escaped; /* the caller undoes escapes */
+        return 0;
+    }
+    case '{':
+    case '[': {
+        const char *start = c->p;
+        if (j_container(c, depth + 1) < 0) {
+            return -1;
+        }
+        v->kind = V_OTHER;
+        v->text.p = start;
+        v->text.n = c->p - start;
+        return 0;
+    }
+    case 't':
+        return j_literal(c, "true", V_TRUE, v);
+    case 'f':
+        return j_literal(c, "false", V_FALSE, v);
+    case 'n':
+        return j_literal(c, "null", V_NULL, v);
+    default:
+        return j_number(c, v);
+    }
+}
+
+/* What a JSON body holds: the batch fields and where the records array is. */
+typedef struct {
+    Span meta[5]; /* batch_id, emitter, scenario_id, run_id, format (raw string content) */
+    Py_ssize_t count;
+    Py_ssize_t start, end; /* the records: from '[' to just past ']' */
+} JsonBatch;
+
+static const char *const META_KEYS[5] = {"batch_id", "emitter", "scenario_id", "run_id",
+                                         "format"};
+
+/* The records array at c->p: every element an object. */
+static int
+j_records(Cursor *c, JsonBatch *b, const char *base)
+{
+    j_ws(c);
+    if (c->p >= c->end || *c->p != '[') {
+        return -1;
+    }
+    b->start = c->p - base;
+    c->p++;
+    b->count = 0;
+    if (!j_byte(c, ']')) {
+        do {
+            j_ws(c);
+            /* Anything but an object is rejected with a message: left to Python. */
+            if (c->p >= c->end || *c->p != '{' || j_container(c, 1) < 0) {
+                return -1;
+            }
+            b->count++;
+        } while (j_byte(c, ','));
+        if (!j_byte(c, ']')) {
+            return -1;
+        }
+    }
+    b->end = c->p - base;
+    return 0;
+}
+
+/* A batch object's members: the batch fields must be plain strings, given once. */
+static int
+j_batch_object(Cursor *c, JsonBatch *b, const char *base)
+{
+    int seen[6] = {0};
+    c->p++;
+    if (j_byte(c, '}')) {
+        return -1; /* no records: Python says so */
+    }
+    do {
+        Span key;
+        int escaped;
+        j_ws(c);
+        if (c->p >= c->end || *c->p != '"' || j_string(c, &key, &escaped) < 0 || escaped ||
+            !j_byte(c, ':')) {
+            return -1;
+        }
+        int which = -1;
+        for (int i = 0; i < 5; i++) {
+            if (span_eq(key, META_KEYS[i])) {
+                which = i;
+            }
+        }
+        if (span_eq(key, "records")) {
+            if (seen[5]++ || j_records(c, b, base) < 0) {
+                return -1;
+            }
+            continue;
+        }
+        Value v;
+        if (j_value(c, &v, 1) < 0) {
+            return -1;
+        }
+        if (which >= 0 && (seen[which]++ || v.kind != V_STRING || v.escaped)) {
+            return -1;
+        }
+        if (which >= 0) {
+            b->meta[which] = v.text;
+        }
+    } while (j_byte(c, ','));
+    return j_byte(c, '}') && seen[5] ? 0 : -1;
+}
+
+/* Check a whole body; 0 when the C path can take it. */
+static int
+json_batch(const char *p, Py_ssize_t n, JsonBatch *b)
+{
+    Cursor c = {p, p + n, 0};
+    memset(b, 0, sizeof *b);
+    for (int i = 0; i < 5; i++) {
+        b->meta[i].p = "";
+    }
+    j_ws(&c);
+    if (c.p >= c.end) {
+        return -1;
+    }
+    int rc = *c.p == '[' ? j_records(&c, b, p) : *c.p == '{' ? j_batch_object(&c, b, p) : -1;
+    j_ws(&c);
+    return rc == 0 && c.p == c.end ? 0 : -1;
+}
+
+/* scan_json(body) -> (batch_id, emitter, scenario_id, run_id, format, count, start, end) | None */
+static PyObject *
+scan_json(PyObject *module, PyObject *arg)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    JsonBatch b;
+    int rc = json_batch(view.buf, view.len, &b);
+    PyBuffer_Release(&view);
+    if (rc < 0) {
+        Py_RETURN_NONE;
+    }
+    return Py_BuildValue("(NNNNNnnn)", span_str(b.meta[0]), span_str(b.meta[1]),
+                         span_str(b.meta[2]), span_str(b.meta[3]), span_str(b.meta[4]), b.count,
+                         b.start, b.end);
+}
+
+/* The members of the object at c->p, strings unescaped into the arena (which has room
+ * for them all). At most `max` are stored in `out`; *count says how many there were. */
+static int
+j_members(Cursor *c, Member *out, int max, int *count, int *escaped_key, Buf *arena)
+{
+    *count = 0;
+    c->p++;
+    if (j_byte(c, '}')) {
+        return 0;
+    }
+    do {
+        Member m;
+        int escaped;
+        j_ws(c);
+        if (c->p >= c->end || *c->p != '"' || j_string(c, &m.key, &escaped) < 0 ||
+            !j_byte(c, ':') || j_value(c, &m.value, 1) < 0) {
+            return -1;
+        }
+        *escaped_key |= escaped; /* names are compared after decoding, in Python */
+        if (m.value.escaped) {
+            char *dst = arena->p + arena->len;
+            m.value.text.n = j_unescape(m.value.text, dst);
+            m.value.text.p = dst;
+            m.value.escaped = 0;
+            arena->len += m.value.text.n;
+        }
+        if (*count < max) {
+            out[*count] = m;
+        }
+        (*count)++;
+    } while (j_byte(c, ','));
+    return j_byte(c, '}') ? 0 : -1;
+}
+
+/* One record object into `f`: the members of a "fields" object first (where the
+ * protobuf map's entries go), then the record's own. `top` has room for MAX_MEMBERS. */
+static int
+j_record(Cursor *c, Flat *f, Member *top, Buf *arena)
+{
+    int n, escaped = 0;
+    flat_reset(f);
+    arena->len = 0;
+    /* Room for every string of the record, unescaped (never longer than escaped). */
+    if (buf_reserve(arena, c->end - c->p) < 0 ||
+        j_members(c, top, MAX_MEMBERS, &n, &escaped, arena) < 0) {
+        return -1;
+    }
+    int fields = -1;
+    for (int i = 0; i < n && i < MAX_MEMBERS; i++) {
+        const Value *v = &top[i].value;
+        if (v->kind == V_OTHER && v->text.p[0] == '{' && span_eq(top[i].key, "fields")) {
+            f->off_path |= fields >= 0;
+            fields = i;
+        }
+    }
+    f->off_path |= escaped || n > MAX_MEMBERS;
+    if (fields >= 0) {
+        const Span obj = top[fields].value.text;
+        Cursor sub = {obj.p, obj.p + obj.n, c->trusted};
+        Member inner[MAX_MEMBERS];
+        int nf;
+        if (j_members(&sub, inner, MAX_MEMBERS, &nf, &escaped, arena) < 0) {
+            return -1;
+        }
+        f->off_path |= escaped || nf > MAX_MEMBERS;
+        for (int i = 0; i < nf && i < MAX_MEMBERS; i++) {
+            flat_add(f, inner[i].key, inner[i].value, 1);
+        }
+    }
+    for (int i = 0; i < n && i < MAX_MEMBERS; i++) {
+        if (i != fields) {
+            flat_add(f, top[i].key, top[i].value, 1);
+        }
+    }
+    return 0;
 }
 
 /* ------------------------------------------------------------------ Engine methods */
@@ -1694,7 +2689,10 @@ static int
 wire_records(Run *r, const WireBatch *b)
 {
     WireRecord *w = PyMem_Malloc(sizeof(WireRecord));
-    if (w == NULL) {
+    Flat *f = PyMem_Malloc(sizeof(Flat));
+    if (w == NULL || f == NULL) {
+        PyMem_Free(w);
+        PyMem_Free(f);
         PyErr_NoMemory();
         return -1;
     }
@@ -1713,10 +2711,11 @@ wire_records(Run *r, const WireBatch *b)
             skip_field(&p, end, wt);
             continue;
         }
-        if (read_len(&p, end, &span) < 0 || read_record(span, w) < 0) {
+        if (read_len(&p, end, &span) < 0 || read_record(span, w, 0) < 0) {
             break;
         }
-        rc = wire_record(r, w);
+        wire_flat(w, f);
+        rc = flat_record(r, f);
         if (rc == 0) {
             PyObject *rec = wire_dict(span);
             rc = rec == NULL ? -1 : run_slow(r, index, rec);
@@ -1725,6 +2724,7 @@ wire_records(Run *r, const WireBatch *b)
         index++;
     }
     PyMem_Free(w);
+    PyMem_Free(f);
     return rc < 0 ? -1 : 0;
 }
 
@@ -1755,16 +2755,84 @@ engine_normalise_wire(Engine *self, PyObject *args)
 }
 
 static int
+json_records(Run *r, Cursor *c, PyObject *load)
+{
+    Flat *f = PyMem_Malloc(sizeof(Flat));
+    Member *top = PyMem_Malloc(MAX_MEMBERS * sizeof(Member));
+    Buf arena = {NULL, 0, 0};
+    if (f == NULL || top == NULL) {
+        PyMem_Free(f);
+        PyMem_Free(top);
+        PyErr_NoMemory();
+        return -1;
+    }
+    int rc = 0;
+    Py_ssize_t index = 0;
+    c->p++; /* the records' '[' */
+    if (!j_byte(c, ']')) {
+        do {
+            j_ws(c);
+            const char *start = c->p;
+            if (c->p >= c->end || *c->p != '{' || j_record(c, f, top, &arena) < 0) {
+                if (!PyErr_Occurred()) {
+                    PyErr_SetString(PyExc_ValueError, "records are not the ones scan_json read");
+                }
+                rc = -1;
+                break;
+            }
+            rc = flat_record(r, f);
+            if (rc == 0) {
+                PyObject *text = PyBytes_FromStringAndSize(start, c->p - start);
+                PyObject *rec = text == NULL ? NULL : PyObject_CallOneArg(load, text);
+                rc = rec == NULL ? -1 : run_slow(r, index, rec);
+                Py_XDECREF(text);
+                Py_XDECREF(rec);
+            }
+            index++;
+        } while (rc >= 0 && j_byte(c, ','));
+    }
+    PyMem_Free(f);
+    PyMem_Free(top);
+    buf_free(&arena);
+    return rc < 0 ? -1 : 0;
+}
+
+static PyObject *
+engine_normalise_json(Engine *self, PyObject *args)
+{
+    Py_buffer view;
+    Py_ssize_t start, end;
+    PyObject *ctx, *load;
+    if (!PyArg_ParseTuple(args, "y*nnO!O", &view, &start, &end, &PyTuple_Type, &ctx, &load)) {
+        return NULL;
+    }
+    if (start < 0 || end > view.len || end - start < 2 || ((char *)view.buf)[start] != '[') {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, "start and end must frame the records array");
+        return NULL;
+    }
+    Run r;
+    Cursor c = {(char *)view.buf + start, (char *)view.buf + end, 1};
+    if (run_begin(&r, self, ctx) < 0 || json_records(&r, &c, load) < 0) {
+        run_free(&r);
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    PyBuffer_Release(&view);
+    return run_result(&r);
+}
+
+static int
 engine_init(Engine *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"levels", "level_names", "level_fn", "mask_mode", "hash_fn",
-                             "mask_fn", "dumps", "reserved", "max_chars", NULL};
-    PyObject *levels, *names, *level_fn, *hash_fn, *mask_fn, *dumps, *reserved;
+                             "mask_fn", "dumps", "loads", "reserved", "max_chars", NULL};
+    PyObject *levels, *names, *level_fn, *hash_fn, *mask_fn, *dumps, *loads, *reserved;
     int mode;
     Py_ssize_t max_chars;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O!OiOOOO!n", kwlist, &PyDict_Type, &levels,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O!OiOOOOO!n", kwlist, &PyDict_Type, &levels,
                                      &PyTuple_Type, &names, &level_fn, &mode, &hash_fn,
-                                     &mask_fn, &dumps, &PyFrozenSet_Type, &reserved,
+                                     &mask_fn, &dumps, &loads, &PyFrozenSet_Type, &reserved,
                                      &max_chars)) {
         return -1;
     }
@@ -1784,11 +2852,23 @@ engine_init(Engine *self, PyObject *args, PyObject *kwds)
     Py_XSETREF(self->mask_fn, mask_fn);
     Py_INCREF(dumps);
     Py_XSETREF(self->dumps, dumps);
+    Py_INCREF(loads);
+    Py_XSETREF(self->loads, loads);
     Py_INCREF(reserved);
     Py_XSETREF(self->reserved, reserved);
     self->mask_mode = mode;
     self->max_chars = max_chars;
-    return 0;
+    for (int i = 0; i < NLEVELS; i++) {
+        PyObject *name = PyTuple_GET_ITEM(names, i);
+        if (!PyUnicode_Check(name) ||
+            (self->level_text[i] = PyUnicode_AsUTF8AndSize(name, &self->level_len[i])) == NULL) {
+            if (!PyErr_Occurred()) {
+                PyErr_SetString(PyExc_TypeError, "level names must be str");
+            }
+            return -1;
+        }
+    }
+    return level_table_fill(self);
 }
 
 static int
@@ -1800,6 +2880,7 @@ engine_traverse(Engine *self, visitproc visit, void *arg)
     Py_VISIT(self->hash_fn);
     Py_VISIT(self->mask_fn);
     Py_VISIT(self->dumps);
+    Py_VISIT(self->loads);
     Py_VISIT(self->reserved);
     return 0;
 }
@@ -1813,6 +2894,7 @@ engine_clear(Engine *self)
     Py_CLEAR(self->hash_fn);
     Py_CLEAR(self->mask_fn);
     Py_CLEAR(self->dumps);
+    Py_CLEAR(self->loads);
     Py_CLEAR(self->reserved);
     return 0;
 }
@@ -1828,6 +2910,8 @@ engine_dealloc(Engine *self)
 static PyMethodDef engine_methods[] = {
     {"normalise_dicts", (PyCFunction)engine_normalise_dicts, METH_VARARGS,
      "normalise_dicts(records, ctx) -> (data, accepted, levels, missing, rejections)"},
+    {"normalise_json", (PyCFunction)engine_normalise_json, METH_VARARGS,
+     "normalise_json(body, start, end, ctx, load) -> (data, accepted, levels, missing, rejections)"},
     {"normalise_wire", (PyCFunction)engine_normalise_wire, METH_VARARGS,
      "normalise_wire(body, request, ctx) -> (data, accepted, levels, missing, rejections)"},
     {NULL, NULL, 0, NULL},
@@ -1850,6 +2934,8 @@ static PyTypeObject EngineType = {
 /* ------------------------------------------------------------------ module */
 
 static PyMethodDef module_methods[] = {
+    {"scan_json", scan_json, METH_O,
+     "scan_json(body) -> (batch_id, emitter, scenario_id, run_id, format, count, start, end) or None"},
     {"scan_wire", scan_wire, METH_VARARGS,
      "scan_wire(body, request) -> (batch_id, emitter, scenario_id, run_id, count) or None"},
     {NULL, NULL, 0, NULL},
@@ -1893,6 +2979,7 @@ PyInit__native(void)
         NEEDS_ESCAPE[c] = 1;
     }
     NEEDS_ESCAPE['"'] = NEEDS_ESCAPE['\\'] = 1;
+    index_key_kinds();
     if (intern_all() < 0 || PyType_Ready(&EngineType) < 0) {
         return NULL;
     }

@@ -84,6 +84,10 @@ class IngestCore:
         """A protobuf body as a batch left serialized for the C path, or None: decode it."""
         return self._normaliser.wire_batch(body, request)
 
+    def json_batch(self, body: bytes) -> Batch | None:
+        """A JSON body as a batch left undecoded for the C path, or None: decode it."""
+        return self._normaliser.json_batch(body)
+
     def handle(self, front: str, request_id: str, decode: Callable[[], Batch]) -> PushResult:
         """Admit, decode (front-specific, may read the body) and store one push.
 

@@ -54,7 +54,7 @@ class LogsResource:
             raise TooLarge(f"body exceeds the limit of {limit} bytes")
         body = decompress(body, req.get_header("Content-Encoding"), limit)
         meta = {key: req.get_header(header) or "" for key, header in META_HEADERS.items()}
-        return decode_body(kind, body, meta, protobuf=self._protobuf)
+        return decode_body(kind, body, meta, protobuf=self._protobuf, json=self._core.json_batch)
 
     def _protobuf(self, body: bytes) -> Batch:
         return self._core.wire_batch(body, request=False) or batch_from_bytes(body)

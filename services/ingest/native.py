@@ -40,6 +40,16 @@ def scan_wire(body: bytes, request: bool) -> tuple[str, str, str, str, int] | No
     return found
 
 
+def scan_json(body: bytes) -> tuple[str, str, str, str, str, int, int, int] | None:
+    """``(batch_id, emitter, scenario_id, run_id, format, record count, start, end)`` of
+    a JSON body (``start:end`` frames the records array), after checking all of it;
+    None when the C path does not take it (the Python decoder then decides)."""
+    if _native is None:
+        return None
+    found: tuple[str, str, str, str, str, int, int, int] | None = _native.scan_json(body)
+    return found
+
+
 def make_engine(**settings: Any) -> Any:
     """A ``_native.Engine``; see ``Normaliser`` for the settings."""
     assert _native is not None

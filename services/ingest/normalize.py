@@ -33,6 +33,7 @@ from typing import Any
 import orjson
 
 from emitters.formats import FORMAT_NAMES, FORMATS, FormatError, detect_format
+from services.common.codecs import load_record
 from services.common.config import PiiConfig
 from services.common.model import RECORD_KEYS, Batch, MissingCounts, Record, Rejection
 from services.ingest import native
@@ -118,14 +119,15 @@ class Normaliser:
         return self._engine is not None
 
     def wire_batch(self, body: bytes, request: bool) -> Batch | None:
-        """A serialized ``PushRequest``/``LogBatch`` kept serialized for the C path, once
-        its framing and text are checked; None when it must be decoded instead."""
+        """A serialized ``PushRequest`` (``request``) or ``LogBatch`` left undecoded for
+        the C path, once its framing and text are checked; None: decode it instead."""
         if self._engine is None:
             return None
         found = native.scan_wire(body, request)
         if found is None:
             return None
         batch_id, emitter, scenario_id, run_id, count = found
+        kind = "push_request" if request else "log_batch"
         return Batch(
             records=[],
             batch_id=batch_id,
@@ -133,8 +135,31 @@ class Normaliser:
             scenario_id=scenario_id,
             run_id=run_id,
             wire=body,
-            wire_request=request,
+            wire_kind=kind,
             wire_count=count,
+        )
+
+    def json_batch(self, body: bytes) -> Batch | None:
+        """A JSON body (array of records or batch object) left undecoded for the C path,
+        once checked; None: decode it with ``codecs`` instead (which also explains any
+        error)."""
+        if self._engine is None:
+            return None
+        found = native.scan_json(body)
+        if found is None:
+            return None
+        batch_id, emitter, scenario_id, run_id, fmt, count, start, end = found
+        return Batch(
+            records=[],
+            batch_id=batch_id,
+            emitter=emitter,
+            scenario_id=scenario_id,
+            run_id=run_id,
+            default_format=fmt,
+            wire=body,
+            wire_kind="json",
+            wire_count=count,
+            wire_span=(start, end),
         )
 
     def normalise_batch(self, batch: Batch, ingest_ms: int) -> NormalisedBatch:
@@ -196,8 +221,12 @@ class Normaliser:
             partial(normalise_ts, now_ms=ctx.ingest_ms),
             partial(self._slow, ctx=ctx),
         )
-        if batch.wire is not None:
-            result = self._engine.normalise_wire(batch.wire, batch.wire_request, shared)
+        if batch.wire_kind == "json":
+            start, end = batch.wire_span
+            result = self._engine.normalise_json(batch.wire, start, end, shared, load_record)
+        elif batch.wire is not None:
+            request = batch.wire_kind == "push_request"
+            result = self._engine.normalise_wire(batch.wire, request, shared)
         else:
             result = self._engine.normalise_dicts(batch.records, shared)
         data, accepted, levels, missing, rejected = result
@@ -341,6 +370,7 @@ def _native_engine(masker: Masker, max_chars: int) -> Any:
         hash_fn=masker.digest,
         mask_fn=masker.apply,
         dumps=orjson.dumps,
+        loads=orjson.loads,
         reserved=_RESERVED,
         max_chars=max_chars,
     )
