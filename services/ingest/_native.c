@@ -64,6 +64,9 @@ buf_grow(Buf *b, Py_ssize_t extra)
 static inline int
 buf_put(Buf *b, const char *s, Py_ssize_t n)
 {
+    if (n == 0) {
+        return 0; /* b->p may still be NULL */
+    }
     if (buf_reserve(b, n) < 0) {
         return -1;
     }
@@ -915,12 +918,22 @@ put_value(Run *r, PyObject *v)
     if (v == Py_True || v == Py_False) {
         return (v == Py_True ? PUT_LIT(&r->out, "true") : PUT_LIT(&r->out, "false")) < 0 ? -1 : 1;
     }
-    PyObject *dumped = PyObject_CallOneArg(r->e->dumps, v);
+    /* Dumped one level down, as it sits in the stored line: orjson's nesting limit
+     * then refuses exactly what it refuses in the Python path. */
+    PyObject *boxed = PyTuple_Pack(1, v);
+    if (boxed == NULL) {
+        return -1;
+    }
+    PyObject *dumped = PyObject_CallOneArg(r->e->dumps, boxed);
+    Py_DECREF(boxed);
     if (dumped == NULL) {
         PyErr_Clear(); /* not JSON-writable: the slow path says why */
         return 0;
     }
-    int rc = buf_put(&r->out, PyBytes_AS_STRING(dumped), PyBytes_GET_SIZE(dumped)) < 0 ? -1 : 1;
+    /* "[" value "]" */
+    int rc = buf_put(&r->out, PyBytes_AS_STRING(dumped) + 1, PyBytes_GET_SIZE(dumped) - 2) < 0
+                 ? -1
+                 : 1;
     Py_DECREF(dumped);
     return rc;
 }
@@ -1252,11 +1265,19 @@ read_varint(const char **pp, const char *end, uint64_t *out)
     return -1;
 }
 
+/* Tags and lengths: at most five bytes, as upb reads them. */
+static int
+read_varint32(const char **pp, const char *end, uint64_t *out)
+{
+    const char *start = *pp;
+    return read_varint(pp, end, out) < 0 || *pp - start > 5 ? -1 : 0;
+}
+
 static int
 read_tag(const char **pp, const char *end, uint32_t *field, int *wt)
 {
     uint64_t tag;
-    if (read_varint(pp, end, &tag) < 0 || tag > UINT32_MAX || (tag >> 3) == 0) {
+    if (read_varint32(pp, end, &tag) < 0 || tag > UINT32_MAX || (tag >> 3) == 0) {
         return -1;
     }
     *field = (uint32_t)(tag >> 3);
@@ -1268,7 +1289,7 @@ static int
 read_len(const char **pp, const char *end, Span *s)
 {
     uint64_t n;
-    if (read_varint(pp, end, &n) < 0 || n > (uint64_t)(end - *pp)) {
+    if (read_varint32(pp, end, &n) < 0 || n > (uint64_t)(end - *pp)) {
         return -1;
     }
     s->p = *pp;

@@ -11,7 +11,8 @@ ingest_ts``, then the record's other fields, then ``ts_missing`` and ``level_mis
   ``INFO``; both are flagged and counted as absent or invalid. An invalid original is
   kept as ``src_ts``/``src_level``, so nothing the source wrote is lost. With no level,
   a ``syslog_severity`` field (0-7) gives it.
-- A field whose name is one of the fixed keys is stored as ``src_<name>``.
+- A field whose name is one of the fixed keys is stored as ``src_<name>`` (``src_src_<name>``
+  if that is taken too), after the other fields.
 - A ``raw`` line is parsed with the record's ``format``, else the batch's, else the
   format detected from the line (``auto`` asks for detection too); an undetectable
   line, or one named ``text``, is kept whole as ``msg`` with format ``text``. What the
@@ -304,10 +305,18 @@ class Normaliser:
         ts_val: object,
         level_val: object,
     ) -> bytes:
+        renamed: list[tuple[str, Any]] = []
         for key, value in rec.items():
             if key in consumed:
                 continue
-            out[_free_key(out, key) if key in _RESERVED or key in out else key] = value
+            if key in _RESERVED:
+                renamed.append((key, value))
+            else:
+                out[key] = value
+        # After the others, so the names they get never depend on the order of the
+        # record's keys (a protobuf map has none): src_emitter beside emitter is kept.
+        for key, value in renamed:
+            out[_free_key(out, key)] = value
         if flags & _INVALID:
             _keep_invalid(out, flags, ts_val, level_val)
         if self._pii_fields:
@@ -417,18 +426,24 @@ def _parse_line(line: str, name: str) -> tuple[Record, str]:
 
 
 def _merge(parsed: Record, rec: Record) -> Record:
-    """The line's fields, then the record's fields that the line does not set."""
+    """The line's fields, then the record's fields that the line does not set.
+
+    An alias (``timestamp`` for ``ts``, ...) counts as set when the line sets any name
+    of its group; the record's aliases of a group the line leaves open all come along,
+    whatever their order, and the usual precedence then picks one.
+    """
     for key in ("raw", "format"):
         if key in parsed:
             value = parsed.pop(key)
             parsed[_free_key(parsed, key)] = value
     if len(rec) == 1:
         return parsed
+    line = frozenset(parsed)
     for key, value in rec.items():
         if key in parsed or key == "raw" or key == "format":
             continue
         group = _ALIAS_GROUP.get(key)
-        if group is None or parsed.keys().isdisjoint(group):
+        if group is None or line.isdisjoint(group):
             parsed[key] = value
     return parsed
 

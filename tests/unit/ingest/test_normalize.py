@@ -249,6 +249,14 @@ def test_first_present_alias_wins_and_the_rest_stay() -> None:
     assert "timestamp" not in out and "lvl" not in out
 
 
+def test_renamed_fields_do_not_depend_on_key_order() -> None:
+    # A protobuf map has no order: the names must follow from the names alone.
+    first = one({"src_emitter": "already", "emitter": "spoofed"})
+    second = one({"emitter": "spoofed", "src_emitter": "already"})
+    assert first == second
+    assert (first["src_emitter"], first["src_src_emitter"]) == ("already", "spoofed")
+
+
 def test_fields_named_like_fixed_keys_are_prefixed() -> None:
     out = one(
         {
@@ -260,8 +268,9 @@ def test_fields_named_like_fixed_keys_are_prefixed() -> None:
         }
     )
     assert (out["emitter"], out["batch_id"], out["ingest_ts"]) == ("em", "b-1", INGEST_TS)
-    assert out["src_emitter"] == "spoofed"
-    assert out["src_src_emitter"] == "already"
+    # A field already called src_emitter keeps its name; the spoofed one moves further.
+    assert out["src_emitter"] == "already"
+    assert out["src_src_emitter"] == "spoofed"
     assert (out["src_batch_id"], out["src_ingest_ts"], out["src_ts_missing"]) == (
         "b-9",
         "never",
@@ -466,3 +475,11 @@ def test_never_raises_and_accounts_for_every_record(records: list[Any], fmt: str
         assert all(type(out[k]) is str for k in ("msg", "service", "host", "format", "stream"))
         assert out["seq"] is None or type(out["seq"]) is int
         assert isinstance(out["ts_missing"], bool) and isinstance(out["level_missing"], bool)
+
+
+def test_record_aliases_beside_a_raw_line_do_not_depend_on_key_order() -> None:
+    # Both aliases come along when the line sets no timestamp; precedence picks one.
+    first = one({"raw": "hello", "format": "text", "ts": "", "timestamp": "1710252309"})
+    second = one({"raw": "hello", "format": "text", "timestamp": "1710252309", "ts": ""})
+    assert first == second
+    assert first["ts"] == "2024-03-12T14:05:09.000Z"
