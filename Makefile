@@ -22,7 +22,7 @@ help:
 	@echo "make proto  - regenerate the Python code from proto/"
 
 # The editable install also compiles the C hot path in place (services/ingest/_native.c).
-$(STAMP): pyproject.toml services/ingest/_native.c
+$(STAMP): pyproject.toml services/ingest/_native.c $(wildcard services/ingest/csrc/*.c)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
