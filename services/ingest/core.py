@@ -80,6 +80,11 @@ class IngestCore:
                 f"body of {nbytes} bytes exceeds the limit of {self.limits.max_body_bytes}"
             )
 
+    @property
+    def native(self) -> bool:
+        """Whether records go through the C hot path."""
+        return self._normaliser.native
+
     def wire_batch(self, body: bytes, request: bool) -> Batch | None:
         """A protobuf body as a batch left serialized for the C path, or None: decode it."""
         return self._normaliser.wire_batch(body, request)

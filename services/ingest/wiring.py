@@ -92,6 +92,8 @@ class IngestGateway:
                 "grpc": self.addresses.grpc_target,
                 "sink_dir": self.cfg.sink.dir,
                 "durability": self.cfg.sink.durability,
+                # False: the C hot path was not built; the Python one is slower.
+                "native": self.core.native,
             },
         )
         return self.addresses

@@ -34,6 +34,8 @@ def test_announces_ports_serves_both_fronts_and_stops_cleanly(tmp_path: Path) ->
     gw = ingest(tmp_path / "sink").start()
     try:
         assert gw.listening["sink_dir"] == str(tmp_path / "sink")
+        # `make test` builds the C hot path; the process must be running on it.
+        assert gw.listening["native"] is True
         with urllib.request.urlopen(gw.http_url + "/healthz") as resp:
             assert resp.status == 200
         with urllib.request.urlopen(gw.http_url + "/readyz") as resp:
