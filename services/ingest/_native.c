@@ -116,15 +116,70 @@ engine_normalise_dicts(Engine *self, PyObject *args)
     return run_result(&r);
 }
 
+/* A record the fast path did not take, as a dict for the slow path. */
+typedef PyObject *(*RecordBuilder)(Span text, PyObject *arg);
+
+static PyObject *
+wire_record_dict(Span text, PyObject *unused)
+{
+    return wire_dict(text);
+}
+
+/* orjson.loads + fields merged, by the Python callable `load`. */
+static PyObject *
+json_record_dict(Span text, PyObject *load)
+{
+    PyObject *bytes = PyBytes_FromStringAndSize(text.p, text.n);
+    PyObject *rec = bytes == NULL ? NULL : PyObject_CallOneArg(load, bytes);
+    Py_XDECREF(bytes);
+    return rec;
+}
+
+/* One record read into `f`: on the fast path, else built and handed to Python. */
+static int
+flat_or_slow(Run *r, const Flat *f, Py_ssize_t index, RecordBuilder build, Span text,
+             PyObject *arg)
+{
+    int rc = flat_record(r, f);
+    if (rc != 0) {
+        return rc;
+    }
+    PyObject *rec = build(text, arg);
+    rc = rec == NULL ? -1 : run_slow(r, index, rec);
+    Py_XDECREF(rec);
+    return rc;
+}
+
+/* Room for reading one record, allocated once per call. */
+typedef struct {
+    Flat flat;
+    WireRecord wire;
+    Member top[MAX_MEMBERS];
+    Buf arena;
+} Scratch;
+
+static Scratch *
+scratch_new(void)
+{
+    Scratch *s = PyMem_Calloc(1, sizeof(Scratch));
+    if (s == NULL) {
+        PyErr_NoMemory();
+    }
+    return s;
+}
+
+static void
+scratch_free(Scratch *s)
+{
+    buf_free(&s->arena);
+    PyMem_Free(s);
+}
+
 static int
 wire_records(Run *r, const WireBatch *b)
 {
-    WireRecord *w = PyMem_Malloc(sizeof(WireRecord));
-    Flat *f = PyMem_Malloc(sizeof(Flat));
-    if (w == NULL || f == NULL) {
-        PyMem_Free(w);
-        PyMem_Free(f);
-        PyErr_NoMemory();
+    Scratch *sc = scratch_new();
+    if (sc == NULL) {
         return -1;
     }
     const char *p = b->records, *end = b->end;
@@ -142,20 +197,13 @@ wire_records(Run *r, const WireBatch *b)
             skip_field(&p, end, wt);
             continue;
         }
-        if (read_len(&p, end, &span) < 0 || read_record(span, w, 0) < 0) {
+        if (read_len(&p, end, &span) < 0 || read_record(span, &sc->wire, 0) < 0) {
             break;
         }
-        wire_flat(w, f);
-        rc = flat_record(r, f);
-        if (rc == 0) {
-            PyObject *rec = wire_dict(span);
-            rc = rec == NULL ? -1 : run_slow(r, index, rec);
-            Py_XDECREF(rec);
-        }
-        index++;
+        wire_flat(&sc->wire, &sc->flat);
+        rc = flat_or_slow(r, &sc->flat, index++, wire_record_dict, span, NULL);
     }
-    PyMem_Free(w);
-    PyMem_Free(f);
+    scratch_free(sc);
     return rc < 0 ? -1 : 0;
 }
 
@@ -188,13 +236,8 @@ engine_normalise_wire(Engine *self, PyObject *args)
 static int
 json_records(Run *r, Cursor *c, PyObject *load)
 {
-    Flat *f = PyMem_Malloc(sizeof(Flat));
-    Member *top = PyMem_Malloc(MAX_MEMBERS * sizeof(Member));
-    Buf arena = {NULL, 0, 0};
-    if (f == NULL || top == NULL) {
-        PyMem_Free(f);
-        PyMem_Free(top);
-        PyErr_NoMemory();
+    Scratch *sc = scratch_new();
+    if (sc == NULL) {
         return -1;
     }
     int rc = 0;
@@ -204,27 +247,18 @@ json_records(Run *r, Cursor *c, PyObject *load)
         do {
             j_ws(c);
             const char *start = c->p;
-            if (c->p >= c->end || *c->p != '{' || j_record(c, f, top, &arena) < 0) {
+            if (c->p >= c->end || *c->p != '{' || j_record(c, &sc->flat, sc->top, &sc->arena) < 0) {
                 if (!PyErr_Occurred()) {
                     PyErr_SetString(PyExc_ValueError, "records are not the ones scan_json read");
                 }
                 rc = -1;
                 break;
             }
-            rc = flat_record(r, f);
-            if (rc == 0) {
-                PyObject *text = PyBytes_FromStringAndSize(start, c->p - start);
-                PyObject *rec = text == NULL ? NULL : PyObject_CallOneArg(load, text);
-                rc = rec == NULL ? -1 : run_slow(r, index, rec);
-                Py_XDECREF(text);
-                Py_XDECREF(rec);
-            }
-            index++;
+            Span text = {start, c->p - start};
+            rc = flat_or_slow(r, &sc->flat, index++, json_record_dict, text, load);
         } while (rc >= 0 && j_byte(c, ','));
     }
-    PyMem_Free(f);
-    PyMem_Free(top);
-    buf_free(&arena);
+    scratch_free(sc);
     return rc < 0 ? -1 : 0;
 }
 

@@ -127,18 +127,9 @@ class Normaliser:
         found = native.scan_wire(body, request)
         if found is None:
             return None
-        batch_id, emitter, scenario_id, run_id, count = found
+        *meta, count = found
         kind = "push_request" if request else "log_batch"
-        return Batch(
-            records=[],
-            batch_id=batch_id,
-            emitter=emitter,
-            scenario_id=scenario_id,
-            run_id=run_id,
-            wire=body,
-            wire_kind=kind,
-            wire_count=count,
-        )
+        return _undecoded(body, kind, meta, count)
 
     def json_batch(self, body: bytes) -> Batch | None:
         """A JSON body (array of records or batch object) left undecoded for the C path,
@@ -149,19 +140,8 @@ class Normaliser:
         found = native.scan_json(body)
         if found is None:
             return None
-        batch_id, emitter, scenario_id, run_id, fmt, count, start, end = found
-        return Batch(
-            records=[],
-            batch_id=batch_id,
-            emitter=emitter,
-            scenario_id=scenario_id,
-            run_id=run_id,
-            default_format=fmt,
-            wire=body,
-            wire_kind="json",
-            wire_count=count,
-            wire_span=(start, end),
-        )
+        *meta, fmt, count, start, end = found
+        return _undecoded(body, "json", meta, count, (start, end), fmt)
 
     def normalise_batch(self, batch: Batch, ingest_ms: int) -> NormalisedBatch:
         """Normalise every record; a bad record is rejected alone, the others kept."""
@@ -364,6 +344,30 @@ class Normaliser:
             value = out.get(name)
             if type(value) is str:
                 out[name] = self._mask(value)
+
+
+def _undecoded(
+    body: bytes,
+    kind: str,
+    meta: list[str],
+    count: int,
+    span: tuple[int, int] = (0, 0),
+    fmt: str = "",
+) -> Batch:
+    """A batch left serialized for the C path, with what its scan read."""
+    batch_id, emitter, scenario_id, run_id = meta
+    return Batch(
+        records=[],
+        batch_id=batch_id,
+        emitter=emitter,
+        scenario_id=scenario_id,
+        run_id=run_id,
+        default_format=fmt,
+        wire=body,
+        wire_kind=kind,
+        wire_count=count,
+        wire_span=span,
+    )
 
 
 def _native_ready() -> bool:

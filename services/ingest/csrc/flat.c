@@ -322,8 +322,10 @@ flat_stamp(Run *r, const Flat *f, Stamp *st)
 }
 
 static int
-flat_extras(Run *r, const Flat *f, int flags)
+flat_extras(Run *r, const void *record, const Stamp *st)
 {
+    const Flat *f = record;
+    int flags = st->flags;
     for (Py_ssize_t i = 0; i < f->n; i++) {
         const Member *m = &f->extra[i];
         if (PUT_LIT(&r->out, ",") < 0 || put_json_str(&r->out, m->key.p, m->key.n) < 0 ||
@@ -389,38 +391,12 @@ flat_record(Run *r, const Flat *f)
         Py_XDECREF(st.ts_obj);
         return 0; /* src_ts/src_level taken: the renaming is decided in Python */
     }
-    const Value *msg = &f->slot[SLOT_MSG];
-    const Value *fmt = &f->slot[SLOT_FORMAT];
-    Span m = {"", 0};
-    if (value_present(msg)) {
-        m = msg->text;
-    }
-    const char *text;
-    Py_ssize_t text_n;
-    PyObject *keep;
-    Py_ssize_t mark = r->out.len;
-    int rc = resolve_msg(r, NULL, m.p, m.n, is_ascii(m.p, m.n), &text, &text_n, &keep);
-    if (rc == 0) {
-        rc = put_start(r, st.ts, st.ts_n, st.level, text, text_n) < 0 ||
-                     put_middle(r, service, host, fmt->kind == V_STRING && fmt->text.n ? &fmt->text : NULL,
-                                stream, has_seq, seq) < 0
-                 ? -1
-                 : flat_extras(r, f, st.flags);
-        if (rc == 1 && put_end(r, st.flags) < 0) {
-            rc = -1;
-        }
-    }
-    else {
-        rc = -1;
-    }
-    Py_XDECREF(keep);
-    Py_XDECREF(st.ts_obj);
-    if (rc != 1) {
-        r->out.len = mark;
-        return rc;
-    }
-    record_accepted(r, st.level, st.flags);
-    return 1;
+    const Value *msg = &f->slot[SLOT_MSG], *fmt = &f->slot[SLOT_FORMAT];
+    Fixed fx = {.service = service, .host = host, .stream = stream, .has_seq = has_seq, .seq = seq};
+    fx.msg = value_present(msg) ? msg->text : (Span){"", 0};
+    fx.msg_ascii = is_ascii(fx.msg.p, fx.msg.n);
+    fx.format = fmt->kind == V_STRING && fmt->text.n ? &fmt->text : NULL;
+    return emit_line(r, &st, &fx, flat_extras, f);
 }
 
 /* A LogRecord as a flat record: the map entries first, as pb_codec.batch_from_pb does. */

@@ -25,7 +25,7 @@ put_start(Run *r, const char *ts, Py_ssize_t ts_n, int level, const char *msg, P
 /* "service":..,"host":..,"format":..,"stream":..,"seq":..,<tail> ; fmt NULL: the batch's */
 static int
 put_middle(Run *r, Span service, Span host, const Span *fmt, Span stream, int has_seq,
-           unsigned long long seq)
+           uint64_t seq)
 {
     Buf *o = &r->out;
     if (PUT_LIT(o, "\"service\":") < 0 || put_json_str(o, service.p, service.n) < 0 ||
@@ -67,6 +67,63 @@ record_accepted(Run *r, int level, int flags)
     if (flags) {
         count_missing(r, flags);
     }
+}
+
+/* ts and level as resolved, and the missing/invalid flags. */
+typedef struct {
+    const char *ts; /* the timestamp written */
+    Py_ssize_t ts_n;
+    PyObject *ts_obj; /* keeps `ts` alive when it came from ts_fn */
+    int level;
+    int flags;
+} Stamp;
+
+/* The other fixed fields of a line, as a fast path resolved them. */
+typedef struct {
+    PyObject *msg_obj; /* the message as a str when there is one (for mask_fn) */
+    Span msg;
+    int msg_ascii;
+    Span service, host, stream;
+    const Span *format; /* NULL: the batch's */
+    int has_seq;
+    uint64_t seq;
+} Fixed;
+
+/* Writes a record's other members (and src_ts/src_level): 1, 0 not ours, -1 error. */
+typedef int (*ExtrasWriter)(Run *r, const void *record, const Stamp *st);
+
+/* One whole line: 1 written and counted, 0 not ours (nothing written), -1 error.
+ * Releases st->ts_obj either way. */
+static int
+emit_line(Run *r, Stamp *st, const Fixed *fx, ExtrasWriter extras, const void *record)
+{
+    const char *text;
+    Py_ssize_t text_n;
+    PyObject *keep;
+    Py_ssize_t mark = r->out.len;
+    int rc = resolve_msg(r, fx->msg_obj, fx->msg.p, fx->msg.n, fx->msg_ascii, &text, &text_n,
+                         &keep);
+    if (rc == 0) {
+        rc = put_start(r, st->ts, st->ts_n, st->level, text, text_n) < 0 ||
+                     put_middle(r, fx->service, fx->host, fx->format, fx->stream, fx->has_seq,
+                                fx->seq) < 0
+                 ? -1
+                 : extras(r, record, st);
+        if (rc == 1 && put_end(r, st->flags) < 0) {
+            rc = -1;
+        }
+    }
+    else {
+        rc = -1;
+    }
+    Py_XDECREF(keep);
+    Py_CLEAR(st->ts_obj);
+    if (rc != 1) {
+        r->out.len = mark;
+        return rc;
+    }
+    record_accepted(r, st->level, st->flags);
+    return 1;
 }
 
 /* ------------------------------------------------------------------ slow path */
@@ -205,15 +262,6 @@ text_field(PyObject *rec, PyObject *key, Span *out)
     return out->p != NULL;
 }
 
-typedef struct {
-    /* the timestamp written, and what keeps it alive */
-    const char *ts;
-    Py_ssize_t ts_n;
-    PyObject *ts_obj;
-    int level;
-    int flags;
-} Stamp;
-
 /* ts and level of a dict record. 1 resolved, 0 not ours, -1 error. */
 static int
 dict_stamp(Run *r, PyObject *rec, PyObject *ts_val, PyObject *level_val, Stamp *st)
@@ -306,7 +354,7 @@ dict_stamp(Run *r, PyObject *rec, PyObject *ts_val, PyObject *level_val, Stamp *
 
 /* seq of a dict record: absent/None -> no seq; an int 0..2**64-1; else not ours. */
 static int
-dict_seq(PyObject *rec, int *has, unsigned long long *seq)
+dict_seq(PyObject *rec, int *has, uint64_t *seq)
 {
     PyObject *v = PyDict_GetItemWithError(rec, K_SEQ);
     *has = 0;
@@ -320,7 +368,7 @@ dict_seq(PyObject *rec, int *has, unsigned long long *seq)
         return 0;
     }
     *seq = PyLong_AsUnsignedLongLong(v);
-    if (*seq == (unsigned long long)-1 && PyErr_Occurred()) {
+    if (*seq == (uint64_t)-1 && PyErr_Occurred()) {
         PyErr_Clear(); /* negative or too big: the slow path rejects it */
         return 0;
     }
@@ -328,10 +376,17 @@ dict_seq(PyObject *rec, int *has, unsigned long long *seq)
     return 1;
 }
 
+typedef struct {
+    PyObject *rec, *ts_val, *level_val;
+} DictRecord;
+
 /* The record's other fields, then src_ts/src_level for invalid originals. */
 static int
-dict_extras(Run *r, PyObject *rec, const Stamp *st, PyObject *ts_val, PyObject *level_val)
+dict_extras(Run *r, const void *record, const Stamp *st)
 {
+    PyObject *rec = ((const DictRecord *)record)->rec;
+    PyObject *ts_val = ((const DictRecord *)record)->ts_val;
+    PyObject *level_val = ((const DictRecord *)record)->level_val;
     PyObject *key, *value;
     Py_ssize_t pos = 0;
     while (PyDict_Next(rec, &pos, &key, &value)) {
@@ -430,26 +485,25 @@ dict_record(Run *r, PyObject *rec)
     else {
         msg_val = NULL;
     }
-    Span service, host, stream, fmt;
-    const Span *fmt_ptr = NULL;
-    if ((rc = text_field(rec, K_SERVICE, &service)) <= 0 ||
-        (rc = text_field(rec, K_HOST, &host)) <= 0 ||
-        (rc = text_field(rec, K_STREAM, &stream)) <= 0) {
+    Fixed fx = {.msg_obj = msg_val, .msg = {msg, msg_n}};
+    fx.msg_ascii = msg_val == NULL || PyUnicode_IS_ASCII(msg_val);
+    if ((rc = text_field(rec, K_SERVICE, &fx.service)) <= 0 ||
+        (rc = text_field(rec, K_HOST, &fx.host)) <= 0 ||
+        (rc = text_field(rec, K_STREAM, &fx.stream)) <= 0) {
         return rc;
     }
+    Span fmt;
     PyObject *fmt_val = PyDict_GetItemWithError(rec, K_FORMAT);
     if (fmt_val != NULL) {
         if (!PyUnicode_CheckExact(fmt_val) || (fmt.p = utf8_of(fmt_val, &fmt.n)) == NULL) {
             return 0;
         }
-        fmt_ptr = fmt.n ? &fmt : NULL;
+        fx.format = fmt.n ? &fmt : NULL;
     }
     else if (PyErr_Occurred()) {
         return -1;
     }
-    int has_seq;
-    unsigned long long seq = 0;
-    if ((rc = dict_seq(rec, &has_seq, &seq)) <= 0) {
+    if ((rc = dict_seq(rec, &fx.has_seq, &fx.seq)) <= 0) {
         return rc;
     }
     Stamp st;
@@ -457,30 +511,6 @@ dict_record(Run *r, PyObject *rec)
         Py_XDECREF(st.ts_obj);
         return rc;
     }
-    const char *text;
-    Py_ssize_t text_n;
-    PyObject *keep;
-    Py_ssize_t mark = r->out.len;
-    rc = resolve_msg(r, msg_val, msg, msg_n, msg_val == NULL || PyUnicode_IS_ASCII(msg_val), &text,
-                     &text_n, &keep);
-    if (rc == 0) {
-        rc = put_start(r, st.ts, st.ts_n, st.level, text, text_n) < 0 ||
-                     put_middle(r, service, host, fmt_ptr, stream, has_seq, seq) < 0
-                 ? -1
-                 : dict_extras(r, rec, &st, ts_val, level_val);
-        if (rc == 1 && put_end(r, st.flags) < 0) {
-            rc = -1;
-        }
-    }
-    else {
-        rc = -1;
-    }
-    Py_XDECREF(keep);
-    Py_XDECREF(st.ts_obj);
-    if (rc != 1) {
-        r->out.len = mark;
-        return rc;
-    }
-    record_accepted(r, st.level, st.flags);
-    return 1;
+    DictRecord record = {rec, ts_val, level_val};
+    return emit_line(r, &st, &fx, dict_extras, &record);
 }

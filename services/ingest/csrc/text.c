@@ -149,7 +149,7 @@ put_json_str(Buf *b, const char *s, Py_ssize_t n)
 }
 
 static int
-put_u64(Buf *b, unsigned long long v)
+put_u64(Buf *b, uint64_t v)
 {
     char tmp[24], *end = tmp + sizeof tmp, *p = end;
     do {
