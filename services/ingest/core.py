@@ -19,7 +19,8 @@ from typing import Protocol
 from services.common.config import IngestConfig
 from services.common.errors import BadRequest, LogOpsError, TooLarge, Unavailable
 from services.common.model import Batch, PushResult
-from services.ingest.normalize import NormalisedBatch, Normaliser
+from services.ingest.native import make_normaliser
+from services.ingest.normalize import NormalisedBatch
 from services.ingest.sink import NdjsonSink, SinkError, StoredBatch
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ class IngestCore:
         self._sink = sink
         self._observer = observer
         self._clock = clock
-        self._normaliser = Normaliser(cfg.pii, cfg.limits.max_record_bytes)
+        self._normaliser = make_normaliser(cfg.pii, cfg.limits.max_record_bytes)
         self._slots = threading.BoundedSemaphore(cfg.limits.max_inflight)
 
     def start(self) -> None:

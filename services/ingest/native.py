@@ -1,17 +1,36 @@
-"""The C hot path of the Ingest Gateway (``_native.c``), when it was built.
+"""The Ingest Gateway's hot path in C (``_native.c``), when it was built.
 
 ``make install`` builds it (``pip install -e .`` compiles the extension in place); a
 checkout without a compiler still works, on the pure-Python path, only slower.
-``AVAILABLE`` says which one runs. The C code decides only what it can decide exactly as
-:mod:`services.ingest.normalize` does and hands every other record, value or message
-back to it, so both paths store the same bytes.
+``AVAILABLE`` says which one can run; :func:`make_normaliser` picks it.
+
+:class:`NativeNormaliser` is a ``BatchNormaliser`` like the pure-Python ``Normaliser`` and
+stores the same bytes: the C code decides only what it can decide exactly as
+``normalize.py`` does and hands every other record, value or message back to it. It
+also reads JSON and protobuf bodies itself (``json_batch``/``wire_batch``), so the
+common records never become Python objects.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from functools import partial
 from types import ModuleType
 from typing import Any
+
+import orjson
+
+from services.common.codecs import load_record
+from services.common.config import PiiConfig
+from services.common.model import Batch, MissingCounts, Rejection
+from services.ingest.levels import ALIASES, LEVELS, canonical_level
+from services.ingest.normalize import (
+    FIXED_KEYS,
+    BatchNormaliser,
+    Context,
+    NormalisedBatch,
+    Normaliser,
+)
+from services.ingest.timeparse import normalise_ts
 
 _native: ModuleType | None
 try:
@@ -21,13 +40,20 @@ except ImportError:  # not built: the pure-Python path does everything
 
 AVAILABLE = _native is not None
 
-# (data, accepted, counts per level, missing counts, rejections as (index, reason, message))
-NativeResult = tuple[
-    bytes, int, tuple[int, ...], tuple[int, int, int, int], list[tuple[int, str, str]]
-]
-# What one batch shares: head and tail of each line, format label, ingest time,
-# the timestamp parser and the slow path for whole records.
-NativeContext = tuple[bytes, bytes, bytes, str, Callable[[Any], str | None], Callable[[Any], Any]]
+# How the C code numbers the PII modes.
+_MASK_MODES = {"off": 0, "mask": 1, "hash": 2}
+_META = ("emitter", "scenario_id", "run_id")
+
+
+def make_normaliser(
+    pii: PiiConfig, max_record_bytes: int, native: bool = True
+) -> BatchNormaliser:
+    """The C-backed normaliser when it is built and applies, else the Python one."""
+    python = Normaliser(pii, max_record_bytes)
+    # Masking fields other than msg is opt-in and rare: left to Python.
+    if native and AVAILABLE and not python.pii_fields:
+        return NativeNormaliser(python)
+    return python
 
 
 def scan_wire(body: bytes, request: bool) -> tuple[str, str, str, str, int] | None:
@@ -50,7 +76,114 @@ def scan_json(body: bytes) -> tuple[str, str, str, str, str, int, int, int] | No
     return found
 
 
-def make_engine(**settings: Any) -> Any:
-    """A ``_native.Engine``; see ``Normaliser`` for the settings."""
-    assert _native is not None
-    return _native.Engine(**settings)
+class NativeNormaliser:
+    """The C path, with ``python`` (a pure :class:`Normaliser`) for what it hands back."""
+
+    def __init__(self, python: Normaliser) -> None:
+        assert _native is not None
+        self._python = python
+        masker = python.masker
+        self._engine = _native.Engine(
+            levels=dict(ALIASES),
+            level_names=LEVELS,
+            level_fn=canonical_level,
+            mask_mode=_MASK_MODES[masker.mode],
+            hash_fn=masker.digest,
+            mask_fn=masker.apply,
+            dumps=orjson.dumps,
+            loads=orjson.loads,
+            reserved=frozenset(FIXED_KEYS),
+            max_chars=python.max_chars,
+        )
+
+    @property
+    def native(self) -> bool:
+        return True
+
+    def wire_batch(self, body: bytes, request: bool) -> Batch | None:
+        """A serialized ``PushRequest`` (``request``) or ``LogBatch`` left undecoded,
+        once its framing and text are checked; None: decode it instead."""
+        found = scan_wire(body, request)
+        if found is None:
+            return None
+        *meta, count = found
+        return _undecoded(body, "push_request" if request else "log_batch", meta, count)
+
+    def json_batch(self, body: bytes) -> Batch | None:
+        """A JSON body (array of records or batch object) left undecoded, once checked;
+        None: decode it with ``codecs`` instead (which also explains any error)."""
+        found = scan_json(body)
+        if found is None:
+            return None
+        *meta, fmt, count, start, end = found
+        return _undecoded(body, "json", meta, count, (start, end), fmt)
+
+    def normalise_batch(self, batch: Batch, ingest_ms: int) -> NormalisedBatch:
+        ctx = self._python.context(batch, ingest_ms)
+        shared = _shared(ctx, partial(self._python.one, ctx=ctx))
+        if shared is None:
+            # Batch metadata orjson refuses: the Python path rejects each record, saying why.
+            return self._python.normalise_batch(batch, ingest_ms)
+        if batch.wire_kind == "json":
+            start, end = batch.wire_span
+            result = self._engine.normalise_json(batch.wire, start, end, shared, load_record)
+        elif batch.wire is not None:
+            request = batch.wire_kind == "push_request"
+            result = self._engine.normalise_wire(batch.wire, request, shared)
+        else:
+            result = self._engine.normalise_dicts(batch.records, shared)
+        return _normalised(batch, result)
+
+
+def _shared(ctx: Context, slow: Any) -> tuple[Any, ...] | None:
+    """What the C code needs of a batch: the constant parts of each line, the format
+    label, the ingest time, the timestamp parser and the slow path for whole records."""
+    try:
+        head = b"".join(
+            b'"%s":%s,' % (key.encode(), orjson.dumps(ctx.template[key])) for key in _META
+        )
+        tail = b'"batch_id":%s,"ingest_ts":"%s"' % (
+            orjson.dumps(ctx.template["batch_id"]),
+            ctx.ingest_ts.encode(),
+        )
+        fmt = orjson.dumps(ctx.template["format"])
+    except orjson.JSONEncodeError:
+        return None
+    return head, tail, fmt, ctx.ingest_ts, partial(normalise_ts, now_ms=ctx.ingest_ms), slow
+
+
+def _normalised(batch: Batch, result: tuple[Any, ...]) -> NormalisedBatch:
+    data, accepted, levels, missing, rejected = result
+    rejections = batch.rejections + [Rejection(*r) for r in rejected]
+    rejections.sort(key=lambda r: r.index)
+    return NormalisedBatch(
+        data=data,
+        accepted=accepted,
+        rejections=rejections,
+        missing=MissingCounts(*missing),
+        level_counts={name: n for name, n in zip(LEVELS, levels, strict=True) if n},
+    )
+
+
+def _undecoded(
+    body: bytes,
+    kind: str,
+    meta: list[Any],
+    count: int,
+    span: tuple[int, int] = (0, 0),
+    fmt: str = "",
+) -> Batch:
+    """A batch left serialized for the C path, with what its scan read."""
+    batch_id, emitter, scenario_id, run_id = meta
+    return Batch(
+        records=[],
+        batch_id=batch_id,
+        emitter=emitter,
+        scenario_id=scenario_id,
+        run_id=run_id,
+        default_format=fmt,
+        wire=body,
+        wire_kind=kind,
+        wire_count=count,
+        wire_span=span,
+    )

@@ -27,18 +27,15 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from functools import partial
 from operator import attrgetter
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
 from emitters.formats import FORMAT_NAMES, FORMATS, FormatError, detect_format
-from services.common.codecs import load_record
 from services.common.config import PiiConfig
 from services.common.model import RECORD_KEYS, Batch, MissingCounts, Record, Rejection
-from services.ingest import native
-from services.ingest.levels import ALIASES, LEVELS, canonical_level, syslog_level
+from services.ingest.levels import ALIASES, canonical_level, syslog_level
 from services.ingest.pii import Masker
 from services.ingest.timeparse import MS_SUFFIXES, canonical_second, format_ts, normalise_ts
 
@@ -65,8 +62,6 @@ _by_index = attrgetter("index")
 _MS = MS_SUFFIXES
 # A plain dict: Mapping proxies answer .get() through a slower method call.
 _LEVEL_OF: dict[str, str] = dict(ALIASES)
-# How the C path numbers the PII modes.
-_MASK_MODES = {"off": 0, "mask": 1, "hash": 2}
 
 
 @dataclass(slots=True)
@@ -80,6 +75,16 @@ class NormalisedBatch:
     level_counts: dict[str, int]
 
 
+class BatchNormaliser(Protocol):
+    """What the core needs: this module's ``Normaliser``, or ``native.NativeNormaliser``."""
+
+    @property
+    def native(self) -> bool: ...
+    def wire_batch(self, body: bytes, request: bool) -> Batch | None: ...
+    def json_batch(self, body: bytes) -> Batch | None: ...
+    def normalise_batch(self, batch: Batch, ingest_ms: int) -> NormalisedBatch: ...
+
+
 class _Rejected(Exception):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
@@ -88,8 +93,8 @@ class _Rejected(Exception):
 
 
 @dataclass(slots=True)
-class _Context:
-    """What every record of one batch shares."""
+class Context:
+    """What every record of one batch shares (the C path writes the same lines)."""
 
     template: dict[str, Any]
     # The batch's format for raw lines; may be "".
@@ -101,57 +106,33 @@ class _Context:
 class Normaliser:
     """Turns batches into NDJSON lines; one per gateway, safe to share between threads."""
 
-    def __init__(self, pii: PiiConfig, max_record_bytes: int, native: bool = True) -> None:
-        """``native``: use the C path when it was built (the results are the same)."""
+    def __init__(self, pii: PiiConfig, max_record_bytes: int) -> None:
         masker = Masker(pii)
+        self.masker = masker
         self._mask = masker.apply if masker.enabled else None
-        self._pii_fields = tuple(f for f in pii.fields if f != "msg") if masker.enabled else ()
+        self.pii_fields = tuple(f for f in pii.fields if f != "msg") if masker.enabled else ()
         self._max_bytes = max_record_bytes
         # Text of at most this many characters fits the limit whatever its characters.
-        self._max_chars = max_record_bytes // 4
-        self._engine: Any = None
-        # Masking fields other than msg is left to Python: it is opt-in and rare.
-        if native and _native_ready() and not self._pii_fields:
-            self._engine = _native_engine(masker, self._max_chars)
+        self.max_chars = max_record_bytes // 4
 
     @property
     def native(self) -> bool:
-        """Whether the C path runs."""
-        return self._engine is not None
+        """Whether the C hot path runs: not here (see ``native.NativeNormaliser``)."""
+        return False
 
     def wire_batch(self, body: bytes, request: bool) -> Batch | None:
-        """A serialized ``PushRequest`` (``request``) or ``LogBatch`` left undecoded for
-        the C path, once its framing and text are checked; None: decode it instead."""
-        if self._engine is None:
-            return None
-        found = native.scan_wire(body, request)
-        if found is None:
-            return None
-        *meta, count = found
-        kind = "push_request" if request else "log_batch"
-        return _undecoded(body, kind, meta, count)
+        """None: protobuf bodies are decoded into records before they come here."""
+        return None
 
     def json_batch(self, body: bytes) -> Batch | None:
-        """A JSON body (array of records or batch object) left undecoded for the C path,
-        once checked; None: decode it with ``codecs`` instead (which also explains any
-        error)."""
-        if self._engine is None:
-            return None
-        found = native.scan_json(body)
-        if found is None:
-            return None
-        *meta, fmt, count, start, end = found
-        return _undecoded(body, "json", meta, count, (start, end), fmt)
+        """None: JSON bodies are decoded into records before they come here."""
+        return None
 
     def normalise_batch(self, batch: Batch, ingest_ms: int) -> NormalisedBatch:
         """Normalise every record; a bad record is rejected alone, the others kept."""
-        ctx = _context(batch, ingest_ms)
-        if self._engine is not None:
-            done = self._native_batch(batch, ctx)
-            if done is not None:
-                return done
         if batch.wire is not None:
             raise ValueError("a serialized batch needs the C path; decode it instead")
+        ctx = self.context(batch, ingest_ms)
         # Each line goes into one buffer at once: an orjson result holds a 4 KiB block
         # until freed, and keeping a thousand alive for a join costs a page fault each.
         data = bytearray()
@@ -183,46 +164,12 @@ class Normaliser:
             level_counts=dict(Counter(levels)),
         )
 
-    def _native_batch(self, batch: Batch, ctx: _Context) -> NormalisedBatch | None:
-        """The batch through the C path; None when its metadata cannot be written."""
-        try:
-            head = b"".join(
-                b'"%s":%s,' % (key.encode(), orjson.dumps(ctx.template[key]))
-                for key in ("emitter", "scenario_id", "run_id")
-            )
-            tail = b'"batch_id":%s,"ingest_ts":"%s"' % (
-                orjson.dumps(ctx.template["batch_id"]),
-                ctx.ingest_ts.encode(),
-            )
-            fmt = orjson.dumps(ctx.template["format"])
-        except orjson.JSONEncodeError:
-            return None  # the Python path rejects each record with the reason
-        shared: native.NativeContext = (
-            *(head, tail, fmt, ctx.ingest_ts),
-            partial(normalise_ts, now_ms=ctx.ingest_ms),
-            partial(self._slow, ctx=ctx),
-        )
-        if batch.wire_kind == "json":
-            start, end = batch.wire_span
-            result = self._engine.normalise_json(batch.wire, start, end, shared, load_record)
-        elif batch.wire is not None:
-            request = batch.wire_kind == "push_request"
-            result = self._engine.normalise_wire(batch.wire, request, shared)
-        else:
-            result = self._engine.normalise_dicts(batch.records, shared)
-        data, accepted, levels, missing, rejected = result
-        rejections = batch.rejections + [Rejection(*r) for r in rejected]
-        rejections.sort(key=_by_index)
-        return NormalisedBatch(
-            data=data,
-            accepted=accepted,
-            rejections=rejections,
-            missing=MissingCounts(*missing),
-            level_counts={name: n for name, n in zip(LEVELS, levels, strict=True) if n},
-        )
+    def context(self, batch: Batch, ingest_ms: int) -> Context:
+        """What every record of ``batch`` shares."""
+        return _context(batch, ingest_ms)
 
-    def _slow(self, rec: Any, ctx: _Context) -> tuple[bytes, str, int] | tuple[None, str, str]:
-        """One record the C path hands back: its line, level and flags, or why not."""
+    def one(self, rec: Any, ctx: Context) -> tuple[bytes, str, int] | tuple[None, str, str]:
+        """One record: its line, level and flags, or ``(None, reason, message)``."""
         try:
             if type(rec) is dict and "raw" not in rec:
                 return self._build(rec, ctx)
@@ -230,7 +177,7 @@ class Normaliser:
         except _Rejected as exc:
             return None, exc.reason, exc.message
 
-    def _other(self, rec: Any, ctx: _Context) -> tuple[bytes, str, int]:
+    def _other(self, rec: Any, ctx: Context) -> tuple[bytes, str, int]:
         """Records off the common path: raw lines, odd types, an empty ``raw``."""
         if not isinstance(rec, dict):
             raise _Rejected("invalid_record", "a record must be an object")
@@ -239,7 +186,7 @@ class Normaliser:
             return self._build(self._from_raw(rec, raw, ctx), ctx)
         return self._build(rec, ctx)
 
-    def _build(self, rec: Record, ctx: _Context) -> tuple[bytes, str, int]:
+    def _build(self, rec: Record, ctx: Context) -> tuple[bytes, str, int]:
         try:
             # Subscripts in a zero-cost try: most records carry all of these keys.
             ts_val, level_val, msg = rec["ts"], rec["level"], rec["msg"]
@@ -255,7 +202,7 @@ class Normaliser:
         flags = 0
         if ts is None or level is None:
             ts, level, flags = _fallbacks(ts, level, ts_val, level_val, rec, ctx)
-        if type(msg) is not str or len(msg) > self._max_chars:
+        if type(msg) is not str or len(msg) > self.max_chars:
             msg = self._checked_msg(msg)
         if self._mask is not None and ("@" in msg or "." in msg):
             msg = self._mask(msg)
@@ -299,7 +246,7 @@ class Normaliser:
             out[_free_key(out, key)] = value
         if flags & _INVALID:
             _keep_invalid(out, flags, ts_val, level_val)
-        if self._pii_fields:
+        if self.pii_fields:
             self._mask_fields(out)
         out["ts_missing"] = bool(flags & _TS_MISSING)
         out["level_missing"] = bool(flags & _LEVEL_MISSING)
@@ -310,11 +257,11 @@ class Normaliser:
                 raise _Rejected("invalid_record", "field names must be strings") from None
             raise _Rejected("invalid_record", f"record cannot be stored as JSON: {exc}") from None
 
-    def _from_raw(self, rec: Record, raw: object, ctx: _Context) -> Record:
+    def _from_raw(self, rec: Record, raw: object, ctx: Context) -> Record:
         """The line's fields with the record's own filling the gaps, and ``format`` set."""
         if type(raw) is not str:
             raise _Rejected("invalid_record", "raw must be a string")
-        if len(raw) > self._max_chars:
+        if len(raw) > self.max_chars:
             self._check_size(raw, "raw")
         name = rec.get("format") or ctx.named_format
         if type(name) is not str:
@@ -326,7 +273,7 @@ class Normaliser:
 
     def _checked_msg(self, msg: object) -> str:
         text = msg if type(msg) is str else _json_text(msg, "msg")
-        if len(text) > self._max_chars:
+        if len(text) > self.max_chars:
             self._check_size(text, "msg")
         return text
 
@@ -340,56 +287,13 @@ class Normaliser:
 
     def _mask_fields(self, out: dict[str, Any]) -> None:
         assert self._mask is not None
-        for name in self._pii_fields:
+        for name in self.pii_fields:
             value = out.get(name)
             if type(value) is str:
                 out[name] = self._mask(value)
 
 
-def _undecoded(
-    body: bytes,
-    kind: str,
-    meta: list[str],
-    count: int,
-    span: tuple[int, int] = (0, 0),
-    fmt: str = "",
-) -> Batch:
-    """A batch left serialized for the C path, with what its scan read."""
-    batch_id, emitter, scenario_id, run_id = meta
-    return Batch(
-        records=[],
-        batch_id=batch_id,
-        emitter=emitter,
-        scenario_id=scenario_id,
-        run_id=run_id,
-        default_format=fmt,
-        wire=body,
-        wire_kind=kind,
-        wire_count=count,
-        wire_span=span,
-    )
-
-
-def _native_ready() -> bool:
-    return native.AVAILABLE
-
-
-def _native_engine(masker: Masker, max_chars: int) -> Any:
-    return native.make_engine(
-        levels=dict(ALIASES),
-        level_names=LEVELS,
-        level_fn=canonical_level,
-        mask_mode=_MASK_MODES[masker.mode],
-        hash_fn=masker.digest,
-        mask_fn=masker.apply,
-        dumps=orjson.dumps,
-        loads=orjson.loads,
-        reserved=_RESERVED,
-        max_chars=max_chars,
-    )
-
-
-def _context(batch: Batch, ingest_ms: int) -> _Context:
+def _context(batch: Batch, ingest_ms: int) -> Context:
     ingest_ts = format_ts(ingest_ms)
     template: dict[str, Any] = {
         "ts": "",
@@ -406,7 +310,7 @@ def _context(batch: Batch, ingest_ms: int) -> _Context:
         "batch_id": batch.batch_id,
         "ingest_ts": ingest_ts,
     }
-    return _Context(template, batch.default_format, ingest_ms, ingest_ts)
+    return Context(template, batch.default_format, ingest_ms, ingest_ts)
 
 
 def _parse_line(line: str, name: str) -> tuple[Record, str]:
@@ -465,7 +369,7 @@ def _read_carefully(rec: Record) -> tuple[Any, Any, Any, Any, Any, Any, Any, fro
     )
 
 
-def _format_label(value: object, ctx: _Context) -> str:
+def _format_label(value: object, ctx: Context) -> str:
     if type(value) is not str:
         raise _Rejected("invalid_record", "format must be a string")
     return value or ctx.template["format"]
@@ -488,7 +392,7 @@ def _first_present(rec: Record, keys: tuple[str, ...]) -> tuple[str | None, Any]
 
 
 def _fallbacks(
-    ts: str | None, level: str | None, ts_val: object, level_val: object, rec: Record, ctx: _Context
+    ts: str | None, level: str | None, ts_val: object, level_val: object, rec: Record, ctx: Context
 ) -> tuple[str, str, int]:
     """The ingest time for a missing timestamp, INFO for a missing level, and why."""
     flags = 0

@@ -16,6 +16,7 @@ FORBIDDEN = ("grpc", "falcon", "waitress", "prometheus_client", "logops.v1")
 CORE_MODULES = [
     "services.ingest.core",
     "services.ingest.normalize",
+    "services.ingest.native",
     "services.ingest.sink",
     "services.ingest.housekeeping",
     "services.common.config",

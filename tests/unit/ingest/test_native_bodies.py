@@ -3,10 +3,10 @@
 ``test_native_equivalence.py`` covers records handed over as dicts; here the C code also
 does the decoding, so every body is sent through both paths:
 
-- C: ``Normaliser.json_batch``/``wire_batch`` keep the body undecoded, the C code reads
+- C: ``NativeNormaliser.json_batch``/``wire_batch`` keep the body undecoded, the C code reads
   and normalises it;
-- Python: ``codecs.decode_body``/``pb_codec`` decode it, ``Normaliser(native=False)``
-  normalises the dicts.
+- Python: ``codecs.decode_body``/``pb_codec`` decode it, the pure-Python
+  ``Normaliser`` normalises the dicts.
 
 Bodies are written in several ways (compact, ASCII-only escapes, indented) and mutated
 at random: whatever the C reader accepts, the Python decoder must accept too, with the
@@ -31,14 +31,15 @@ from services.common.config import PiiConfig
 from services.common.errors import BadRequest
 from services.common.model import Batch
 from services.ingest import native
-from services.ingest.normalize import NormalisedBatch, Normaliser
+from services.ingest.native import make_normaliser
+from services.ingest.normalize import NormalisedBatch
 
 pytestmark = pytest.mark.skipif(not native.AVAILABLE, reason="the C extension is not built")
 
 INGEST_MS = 1_710_252_400_123
 MAX_BYTES = 4096
-FAST = Normaliser(PiiConfig(), MAX_BYTES)
-SLOW = Normaliser(PiiConfig(), MAX_BYTES, native=False)
+FAST = make_normaliser(PiiConfig(), MAX_BYTES)
+SLOW = make_normaliser(PiiConfig(), MAX_BYTES, native=False)
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 TEXT = st.one_of(
