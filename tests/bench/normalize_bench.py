@@ -25,7 +25,8 @@ import orjson
 from emitters.formats import get_format
 from services.common.config import PiiConfig
 from services.common.model import Batch, Record
-from services.ingest.normalize import Normaliser
+from services.ingest.native import make_normaliser
+from services.ingest.normalize import BatchNormaliser, Normaliser
 from services.ingest.pii import Masker
 
 BATCH_SIZE = 1000
@@ -113,7 +114,7 @@ def _cases(count: int) -> dict[str, Callable[[], list[Batch]]]:
     }
 
 
-def _normalise_all(normaliser: Normaliser, batches: list[Batch]) -> Callable[[], None]:
+def _normalise_all(normaliser: BatchNormaliser, batches: list[Batch]) -> Callable[[], None]:
     def work() -> None:
         for batch in batches:
             normaliser.normalise_batch(batch, INGEST_MS)
@@ -165,14 +166,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--profile", choices=sorted(_cases(1)), help="profile one case instead")
     args = parser.parse_args(argv)
     normaliser = Normaliser(PiiConfig(), 256 * 1024)
+    fast = make_normaliser(PiiConfig(), 256 * 1024)
     cases = _cases(args.batches)
     if args.profile:
         _profile(normaliser, cases[args.profile]())
         return
     items = args.batches * BATCH_SIZE
+    print(f"{'':16} {'Python':>10}             {'C path' if fast.native else '(C not built)':>10}")
     for name, build in cases.items():
         median, best = rates(_normalise_all(normaliser, build()), items, args.runs)
-        print(f"{name:16} {median:10,.0f} records/s (best {best:,.0f})")
+        line = f"{name:16} {median:10,.0f} records/s"
+        if fast.native:
+            native_median, _ = rates(_normalise_all(fast, build()), items, args.runs)
+            line += f"  {native_median:10,.0f} records/s"
+        print(line)
     work = _reference(normaliser, cases["structured"]())
     median, best = rates(work, items, args.runs)
     print(f"{'reference':16} {median:10,.0f} lines/s   (best {best:,.0f}; orjson.dumps only)")
