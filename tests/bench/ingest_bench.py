@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from clients.launcher import GatewayProcess, GatewayStartError
+from services.ingest import native
 from tests.bench import profiling, report, soak
 from tests.bench.loadgen import ClientPool, LoadSpec, SenderStats
 from tests.bench.procstat import CpuWindow, OthersWindow, memory_kib, wait_until
@@ -318,6 +319,8 @@ def environment(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         "client_processes": args.clients,
         "senders_per_process": args.senders,
         "durability": args.durability,
+        # The C hot path (services/ingest/_native.c) is built; the gateway uses it.
+        "native": native.AVAILABLE,
         "config": args.config,
         "sink_filesystem": report.filesystem(tmp),
         "stamp": args.stamp,

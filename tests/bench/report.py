@@ -35,7 +35,9 @@ def print_header(env: dict[str, Any]) -> None:
     print(
         f"Ingest Gateway benchmark: {env['cores']} cores ({env['cpu']}), Python {env['python']}\n"
         f"{load}\n"
-        f"gateway: one process per pass, durability {env['durability']}, "
+        f"gateway: one process per pass, "
+        f"{'C hot path' if env.get('native') else 'pure Python (C extension not built)'}, "
+        f"durability {env['durability']}, "
         f"sink on {env['sink_filesystem']}, config {env['config'] or 'defaults'}; "
         f"load average at start {env['load_average_at_start']:.2f}",
         flush=True,
