@@ -129,9 +129,11 @@ read_map_entry(Span entry, Span *key, Span *value, int check)
         if (read_tag(&p, end, &field, &wt) < 0) {
             return -1;
         }
+        /* upb keeps an entry with any other field among the record's unknown fields,
+         * not in the map: such bytes are left to it. */
         int rc = field == 1   ? read_string(&p, end, wt, key, &seen_key, check)
                  : field == 2 ? read_string(&p, end, wt, value, &seen_value, check)
-                              : skip_field(&p, end, wt);
+                              : -1;
         if (rc < 0) {
             return -1;
         }
