@@ -35,6 +35,7 @@
 #include "csrc/wire.c"
 #include "csrc/flat.c"
 #include "csrc/json.c"
+#include "csrc/idtable.c"
 
 /* ------------------------------------------------------------------ Engine methods */
 
@@ -445,16 +446,15 @@ PyInit__native(void)
     }
     NEEDS_ESCAPE['"'] = NEEDS_ESCAPE['\\'] = 1;
     index_key_kinds();
-    if (intern_all() < 0 || PyType_Ready(&EngineType) < 0) {
+    if (intern_all() < 0 || PyType_Ready(&EngineType) < 0 || PyType_Ready(&IdTableType) < 0) {
         return NULL;
     }
     PyObject *m = PyModule_Create(&native_module);
     if (m == NULL) {
         return NULL;
     }
-    Py_INCREF(&EngineType);
-    if (PyModule_AddObject(m, "Engine", (PyObject *)&EngineType) < 0) {
-        Py_DECREF(&EngineType);
+    if (PyModule_AddObjectRef(m, "Engine", (PyObject *)&EngineType) < 0 ||
+        PyModule_AddObjectRef(m, "IdTable", (PyObject *)&IdTableType) < 0) {
         Py_DECREF(m);
         return NULL;
     }
