@@ -2,7 +2,8 @@
 
 waitress has no stop call of its own: :meth:`HttpServer.stop` closes the listening
 socket, waits (up to the grace period) for tasks in progress and their responses to
-drain, then closes the remaining connections, which ends waitress's loop.
+drain, then closes the remaining connections, which ends waitress's loop. Sockets are
+closed on the loop's own thread, through waitress's trigger.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from waitress.server import create_server
@@ -54,19 +56,43 @@ class HttpServer:
         self._thread.start()
 
     def stop(self, grace: float) -> None:
-        server = self._server
-        # Stop accepting, but keep the trigger so the loop still wakes up for responses.
-        server.accepting = False
-        server.del_channel()
-        server.socket.close()
+        self._in_loop(self._stop_accepting)
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline and self._busy():
             time.sleep(0.02)
-        for channel in list(server._map.values()):
-            channel.handle_close()
-        server.task_dispatcher.shutdown(cancel_pending=True, timeout=1)
+        # Closing the trigger too empties waitress's map, which ends its loop.
+        self._in_loop(self._close_all)
+        self._server.task_dispatcher.shutdown(cancel_pending=True, timeout=1)
         if self._thread is not None:
             self._thread.join(timeout=2)
+
+    def _in_loop(self, work: Callable[[], None]) -> None:
+        """Run ``work`` on waitress's loop thread: a socket closed from another thread
+        while the loop sits in select() makes select fail (EBADF) in that thread."""
+        if self._thread is None or not self._thread.is_alive():
+            work()
+            return
+        done = threading.Event()
+
+        def run() -> None:
+            try:
+                work()
+            finally:
+                done.set()
+
+        self._server.trigger.pull_trigger(run)
+        done.wait(timeout=2)
+
+    def _stop_accepting(self) -> None:
+        # Stop accepting, but keep the trigger so the loop still wakes up for responses.
+        server = self._server
+        server.accepting = False
+        server.del_channel()
+        server.socket.close()
+
+    def _close_all(self) -> None:
+        for channel in list(self._server._map.values()):
+            channel.handle_close()
 
     def _busy(self) -> bool:
         td = self._server.task_dispatcher
