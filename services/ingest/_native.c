@@ -83,6 +83,18 @@ run_result(Run *r)
     return result;
 }
 
+/* The call's answer, or NULL with the error set; releases the body either way. */
+static PyObject *
+run_finish(Run *r, int ok, Py_buffer *view)
+{
+    PyBuffer_Release(view);
+    if (!ok) {
+        run_free(r);
+        return NULL;
+    }
+    return run_result(r);
+}
+
 static PyObject *
 engine_normalise_dicts(Engine *self, PyObject *args)
 {
@@ -219,19 +231,15 @@ engine_normalise_wire(Engine *self, PyObject *args)
     }
     WireBatch b;
     Run r;
-    int rc = wire_batch(&view, request, &b);
-    if (rc > 0) {
-        PyErr_SetString(PyExc_ValueError, "not a LogBatch this module can read");
-    }
-    if (rc != 0 || run_begin(&r, self, ctx) < 0 || wire_records(&r, &b) < 0) {
-        if (rc == 0) {
-            run_free(&r);
+    int ok = run_begin(&r, self, ctx) == 0;
+    if (ok) {
+        int rc = wire_batch(&view, request, &b);
+        if (rc > 0) {
+            PyErr_SetString(PyExc_ValueError, "not a LogBatch this module can read");
         }
-        PyBuffer_Release(&view);
-        return NULL;
+        ok = rc == 0 && wire_records(&r, &b) == 0;
     }
-    PyBuffer_Release(&view);
-    return run_result(&r);
+    return run_finish(&r, ok, &view);
 }
 
 static int
@@ -279,13 +287,8 @@ engine_normalise_json(Engine *self, PyObject *args)
     }
     Run r;
     Cursor c = {(char *)view.buf + start, (char *)view.buf + end, 1};
-    if (run_begin(&r, self, ctx) < 0 || json_records(&r, &c, load) < 0) {
-        run_free(&r);
-        PyBuffer_Release(&view);
-        return NULL;
-    }
-    PyBuffer_Release(&view);
-    return run_result(&r);
+    int ok = run_begin(&r, self, ctx) == 0 && json_records(&r, &c, load) == 0;
+    return run_finish(&r, ok, &view);
 }
 
 static int
