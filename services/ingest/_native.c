@@ -291,6 +291,32 @@ engine_normalise_json(Engine *self, PyObject *args)
     return run_finish(&r, ok, &view);
 }
 
+/* The flat path knows the fixed output keys from its own table (KEY_KINDS); refuse to
+ * run if normalize.py's FIXED_KEYS say otherwise, rather than store different lines. */
+static int
+check_fixed_keys(PyObject *reserved)
+{
+    Py_ssize_t known = 0;
+    for (int i = 0; i < NKEY_KINDS; i++) {
+        int kind = KEY_KINDS[i].kind;
+        if (kind == KEY_RESERVED || (kind < NSLOTS && kind != SLOT_RAW)) {
+            PyObject *name = PyUnicode_FromString(KEY_KINDS[i].name);
+            int hit = name == NULL ? -1 : PySet_Contains(reserved, name);
+            Py_XDECREF(name);
+            if (hit < 0) {
+                return -1;
+            }
+            known += hit;
+        }
+    }
+    if (known != PySet_GET_SIZE(reserved)) {
+        PyErr_SetString(PyExc_ValueError,
+                        "reserved keys differ from the C path's table (csrc/flat.c KEY_KINDS)");
+        return -1;
+    }
+    return 0;
+}
+
 static int
 engine_init(Engine *self, PyObject *args, PyObject *kwds)
 {
@@ -337,7 +363,7 @@ engine_init(Engine *self, PyObject *args, PyObject *kwds)
             return -1;
         }
     }
-    return level_table_fill(self);
+    return check_fixed_keys(reserved) < 0 ? -1 : level_table_fill(self);
 }
 
 static int

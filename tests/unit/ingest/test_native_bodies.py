@@ -299,3 +299,19 @@ def test_random_bytes_never_crash_the_readers(body: bytes) -> None:
     check_wire(body)
     check_json(body)
     assert native.scan_wire(body, False) is None or pb_codec.batch_from_bytes(body) is not None
+
+
+def test_the_c_path_refuses_fixed_keys_that_differ_from_its_own_table() -> None:
+    # The flat path knows the fixed keys from csrc/flat.c; a drift must not go unnoticed.
+    from services.ingest import _native  # type: ignore[attr-defined]
+    from services.ingest.levels import ALIASES, LEVELS, canonical_level
+    from services.ingest.normalize import FIXED_KEYS
+
+    settings = {
+        **{"levels": dict(ALIASES), "level_names": LEVELS, "level_fn": canonical_level},
+        **{"mask_mode": 0, "hash_fn": None, "mask_fn": None, "max_chars": 10},
+        **{"dumps": orjson.dumps, "loads": orjson.loads},
+    }
+    _native.Engine(reserved=frozenset(FIXED_KEYS), **settings)
+    with pytest.raises(ValueError, match="KEY_KINDS"):
+        _native.Engine(reserved=frozenset(FIXED_KEYS) | {"region"}, **settings)
