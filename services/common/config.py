@@ -41,6 +41,28 @@ class LimitsConfig:
 
 
 @dataclass(frozen=True)
+class ConnectionsConfig:
+    """What one client connection may hold, on both fronts (as nginx's
+    client_header_timeout, client_body_timeout and keepalive_timeout, Envoy's
+    request_headers_timeout and gRPC's connection management)."""
+
+    # HTTP connections open at once; the file-descriptor limit is raised to fit them.
+    max_connections: int = 4096
+    # A complete request head (HTTP), or the connection's handshake (gRPC), within this.
+    header_timeout_sec: float = 10.0
+    # The whole body (HTTP) or request message (gRPC) within this, once the head is in.
+    body_timeout_sec: float = 30.0
+    # HTTP keep-alive connections with no request in progress are closed after this.
+    idle_timeout_sec: float = 15.0
+    # gRPC: connections without RPCs are closed (GOAWAY) after this; every connection
+    # is asked to reconnect after the maximum age, with a grace for calls in progress.
+    grpc_idle_timeout_sec: float = 300.0
+    grpc_max_connection_age_sec: float = 3600.0
+    # gRPC: concurrent streams one connection may open; clients queue beyond it.
+    grpc_max_streams_per_connection: int = 16
+
+
+@dataclass(frozen=True)
 class SinkConfig:
     dir: str = "data/ingest"
     max_file_bytes: int = 256 * 1024 * 1024
@@ -76,6 +98,7 @@ class IngestConfig:
     http_threads: int = 8
     grpc_reflection: bool = True
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    connections: ConnectionsConfig = field(default_factory=ConnectionsConfig)
     sink: SinkConfig = field(default_factory=SinkConfig)
     pii: PiiConfig = field(default_factory=PiiConfig)
     housekeeping: HousekeepingConfig = field(default_factory=HousekeepingConfig)
@@ -102,6 +125,8 @@ _INT_RANGES: dict[str, tuple[int, int | None]] = {
     "max_record_bytes": (1, None),
     "max_file_bytes": (1, None),
     "dedup_max_ids": (1, None),
+    "max_connections": (1, None),
+    "grpc_max_streams_per_connection": (1, None),
 }
 
 _CHOICES: dict[str, tuple[str, ...]] = {
@@ -238,9 +263,16 @@ def _coerce_int(value: Any, dotted: str) -> int:
 
 
 def _coerce_float(value: Any, dotted: str) -> float:
-    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+    # A connection timeout of zero would close every connection at once.
+    positive = ".connections." in dotted
+    if (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and (value > 0 if positive else value >= 0)
+    ):
         return float(value)
-    raise ConfigError(f"{dotted}: expected a number >= 0, got {value!r}")
+    bound = "> 0" if positive else ">= 0"
+    raise ConfigError(f"{dotted}: expected a number {bound}, got {value!r}")
 
 
 _SCALARS: dict[Any, Any] = {bool: _coerce_bool, int: _coerce_int, float: _coerce_float}

@@ -45,6 +45,8 @@ def test_yaml_then_env_then_overrides(tmp_path: Path) -> None:
         ("ingest:\n  grpc: {port: -1}\n", "ingest.grpc.port"),
         ("ingest:\n  http_threads: 0\n", "ingest.http_threads"),
         ("ingest:\n  limits: {max_records: 0}\n", "ingest.limits.max_records"),
+        ("ingest:\n  connections: {body_timeout_sec: 0}\n", "ingest.connections.body_timeout_sec"),
+        ("ingest:\n  connections: {max_connections: 0}\n", "ingest.connections.max_connections"),
         ("- a\n- b\n", "top level"),
     ],
 )
