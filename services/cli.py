@@ -17,6 +17,7 @@ from typing import Any
 
 from services.common.config import Config, ConfigError, load_config
 from services.common.logs import configure_logging
+from services.common.process import raise_fd_limit
 
 log = logging.getLogger("logops")
 
@@ -48,8 +49,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         },
     )
     configure_logging(cfg.logging.level)
-    gateway = IngestGateway(cfg.ingest)
+    nofile = raise_fd_limit()
     stop = threading.Event()
+    gateway = IngestGateway(cfg.ingest, on_failure=stop.set)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     try:
@@ -57,9 +59,11 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     except OSError as exc:
         log.error("cannot start: %s", exc, extra={"event": "start_failed"})
         return 1
+    log.info("file-descriptor limit", extra={"event": "nofile", "nofile": nofile})
     stop.wait()
     gateway.stop()
-    return 0
+    # A front that stopped serving on its own: exit non-zero so a supervisor restarts us.
+    return 1 if gateway.failure else 0
 
 
 def cmd_housekeeping(args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ the same condition looks the same whichever transport carried it::
     ├── RateLimited                429 / RESOURCE_EXHAUSTED (+ Retry-After / RetryInfo)
     ├── Unavailable                503 / UNAVAILABLE        (+ Retry-After / RetryInfo)
     ├── NotFound                   404 / NOT_FOUND
+    ├── RequestTimeout             408 / DEADLINE_EXCEEDED  (request head or body too slow)
     └── Internal                   500 / INTERNAL
 """
 
@@ -43,12 +44,15 @@ REASONS: dict[str, Mapping] = {
     "replay": Mapping("UNAUTHENTICATED", 401),
     "too_large": Mapping("RESOURCE_EXHAUSTED", 413),
     "too_many_records": Mapping("RESOURCE_EXHAUSTED", 413),
+    "headers_too_large": Mapping("RESOURCE_EXHAUSTED", 431),
+    "request_timeout": Mapping("DEADLINE_EXCEEDED", 408),
     "rate_limited": Mapping("RESOURCE_EXHAUSTED", 429, retryable=True),
     "overloaded": Mapping("UNAVAILABLE", 503, retryable=True),
     "sink_unavailable": Mapping("UNAVAILABLE", 503, retryable=True),
     "downstream_unavailable": Mapping("UNAVAILABLE", 503, retryable=True),
     "not_found": Mapping("NOT_FOUND", 404),
     "method_not_allowed": Mapping("UNIMPLEMENTED", 405),
+    "not_implemented": Mapping("UNIMPLEMENTED", 501),
     "internal": Mapping("INTERNAL", 500),
 }
 
@@ -58,9 +62,13 @@ HTTP_STATUS_REASONS: dict[int, str] = {
     401: "missing_auth",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     413: "too_large",
     415: "unsupported_media_type",
     429: "rate_limited",
+    431: "headers_too_large",
+    500: "internal",
+    501: "not_implemented",
     503: "overloaded",
 }
 
@@ -143,6 +151,10 @@ class NotFound(LogOpsError):
     default_reason = "not_found"
 
 
+class RequestTimeout(LogOpsError):
+    default_reason = "request_timeout"
+
+
 class Internal(LogOpsError):
     default_reason = "internal"
 
@@ -151,6 +163,7 @@ _BY_CODE: dict[str, type[LogOpsError]] = {
     "INVALID_ARGUMENT": BadRequest,
     "UNAUTHENTICATED": Unauthenticated,
     "NOT_FOUND": NotFound,
+    "DEADLINE_EXCEEDED": RequestTimeout,
     "UNAVAILABLE": Unavailable,
     "INTERNAL": Internal,
 }

@@ -55,6 +55,7 @@ class IngestCore:
         self._clock = clock
         self._normaliser = make_normaliser(cfg.pii, cfg.limits.max_record_bytes)
         self._slots = threading.BoundedSemaphore(cfg.limits.max_inflight)
+        self._failure: str | None = None
 
     def start(self) -> None:
         self._sink.open()
@@ -64,7 +65,11 @@ class IngestCore:
 
     def readiness(self) -> str | None:
         """None when ready to accept pushes, else why not."""
-        return self._sink.check_writable()
+        return self._failure or self._sink.check_writable()
+
+    def fail(self, problem: str) -> None:
+        """Not ready for good (a front stopped serving): the process is about to stop."""
+        self._failure = problem
 
     def check_ready(self) -> None:
         """Raise the same 503 a push would get while the sink cannot be written."""

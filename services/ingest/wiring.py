@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from grpc_health.v1 import health_pb2
@@ -47,8 +48,18 @@ class BoundAddresses:
 
 
 class IngestGateway:
-    def __init__(self, cfg: IngestConfig, registry: CollectorRegistry | None = None) -> None:
+    """``on_failure`` is called (once) when a front stops serving on its own: the gateway
+    is then not ready on either front, and whoever runs it should stop it."""
+
+    def __init__(
+        self,
+        cfg: IngestConfig,
+        registry: CollectorRegistry | None = None,
+        on_failure: Callable[[], None] | None = None,
+    ) -> None:
         self.cfg = cfg
+        self.failure: str | None = None
+        self._on_failure = on_failure
         self.registry = registry or CollectorRegistry()
         self.metrics = IngestMetrics(self.registry)
         self.sink = NdjsonSink(cfg.sink, observer=self.metrics)
@@ -66,10 +77,11 @@ class IngestGateway:
         self.http_app = create_http_app(self.core, self.registry)
         self._http = HttpServer(
             self.http_app,
-            self.cfg.http.host,
-            self.cfg.http.port,
+            self.cfg.http,
             self.cfg.http_threads,
-            self.cfg.limits.max_body_bytes,
+            self.cfg.limits,
+            self.cfg.connections,
+            on_died=self._front_died,
         )
         self._grpc.start()
         self._http.start()
@@ -112,6 +124,17 @@ class IngestGateway:
             self._housekeeping.stop()
         self.core.close()
         log.info("ingest gateway stopped", extra={"event": "stopped"})
+
+    def _front_died(self, front: str, error: BaseException | None) -> None:
+        """A front's serving thread ended on its own: never stay half alive."""
+        if self._stopping.is_set() or self.failure is not None:
+            return
+        self.failure = f"the {front} front stopped serving"
+        self.core.fail(self.failure)
+        for name in ("", SERVICE_NAME):
+            self._health.set(name, NOT_SERVING)
+        if self._on_failure is not None:
+            self._on_failure()
 
     def _watch_readiness(self) -> None:
         """Mirror readiness (``/readyz``) into gRPC health for ``logops.v1.LogService``;
