@@ -158,9 +158,12 @@ def _push_operation() -> dict[str, Any]:
                     "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}},
                 },
             },
-            "400": _error("Malformed body."),
+            "400": _error("Malformed body or framing (e.g. Content-Length with chunked)."),
+            "408": _error("Request head or body not complete within its deadline."),
             "413": _error("Body or batch too large."),
             "415": _error("Unsupported content type or encoding."),
+            "431": _error("Request headers too large."),
+            "501": _error("Unsupported Transfer-Encoding."),
             "503": _error("Overloaded or sink unavailable; retry after Retry-After seconds."),
         },
     }
