@@ -52,26 +52,77 @@ def media_kind(content_type: str | None) -> str:
 
 
 def decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
-    """Undo ``Content-Encoding`` without ever holding more than ``limit`` bytes of output."""
+    """Undo ``Content-Encoding`` without ever holding more than ``limit`` + 1 bytes of output.
+
+    A gzip body may hold several members (RFC 1952 section 2.2: ``cat a.gz b.gz``,
+    streaming shippers); every one is inflated and the limit applies to their total.
+    Anything after the last complete member, or after a deflate (zlib) stream, is
+    refused: ignoring it would drop records without a word.
+    """
     enc = (encoding or "identity").strip().lower()
     if enc in ("", "identity"):
         return body
     if enc not in ("gzip", "x-gzip", "deflate"):
         raise UnsupportedMediaType(f"unsupported content encoding {enc[:40]!r}; use gzip")
-    wbits = 47 if enc != "deflate" else 15  # 47: gzip or zlib header, detected
-    inflater = zlib.decompressobj(wbits)
-    try:
-        out = inflater.decompress(body, limit + 1)
-        if len(out) > limit or inflater.unconsumed_tail:
-            raise TooLarge(f"body exceeds {limit} bytes after decompression")
-        out += inflater.flush()
-    except zlib.error as exc:
-        raise BadRequest(f"body is not valid {enc}: {exc}") from exc
-    if len(out) > limit:
-        raise TooLarge(f"body exceeds {limit} bytes after decompression")
+    is_gzip = enc != "deflate"
+    # 47: a gzip or zlib header, detected (a zlib stream under "gzip" was always taken).
+    inflater = zlib.decompressobj(47 if is_gzip else 15)
+    out = _inflate(inflater, body, limit, 0, f"body is not valid {enc}")
     if not inflater.eof:
         raise BadRequest(f"{enc} body is truncated")
+    rest = len(inflater.unused_data)
+    if not rest:
+        return out
+    if not (is_gzip and body.startswith(_GZIP_MAGIC)):
+        kind = "gzip member" if is_gzip else "deflate stream"
+        raise BadRequest(f"{enc} body has {rest} bytes after the end of its {kind}")
+    return _more_members(body, len(body) - rest, out, limit)
+
+
+_GZIP_MAGIC = b"\x1f\x8b"
+# Each member costs a fresh inflater: millions of empty ones would cost seconds of CPU.
+MAX_GZIP_MEMBERS = 4096
+# Later members are fed in growing slices: the inflater copies whatever follows the end
+# of a member, and copying the rest of the body once per member would be quadratic.
+_FIRST_SLICE = 512
+
+
+def _inflate(
+    inflater: Any, data: bytes | memoryview, limit: int, total: int, problem: str
+) -> bytes:
+    """Inflate ``data`` after ``total`` bytes of output, or refuse the body past ``limit``."""
+    try:
+        out: bytes = inflater.decompress(data, limit - total + 1)
+    except zlib.error as exc:
+        raise BadRequest(f"{problem}: {exc}") from exc
+    if total + len(out) > limit:
+        raise TooLarge(f"body exceeds {limit} bytes after decompression")
     return out
+
+
+def _more_members(body: bytes, pos: int, first: bytes, limit: int) -> bytes:
+    """The gzip members after the first one, which inflated to ``first`` and ended at ``pos``."""
+    parts = [first]
+    total = len(first)
+    view = memoryview(body)
+    members = 1
+    while pos < len(body):
+        members += 1
+        if members > MAX_GZIP_MEMBERS:
+            raise TooLarge(f"gzip body has more than {MAX_GZIP_MEMBERS} members")
+        problem = f"gzip body has bytes after member {members - 1} that are not a gzip member"
+        inflater = zlib.decompressobj(31)
+        step = _FIRST_SLICE
+        while not inflater.eof:
+            piece = view[pos : pos + step]
+            if not piece:
+                raise BadRequest(f"gzip body is truncated: member {members} is incomplete")
+            out = _inflate(inflater, piece, limit, total, problem)
+            parts.append(out)
+            total += len(out)
+            pos += len(piece) - len(inflater.unused_data)
+            step *= 2
+    return b"".join(parts)
 
 
 def decode_body(

@@ -1,11 +1,15 @@
 """Body decoding: every content type, per-record errors, and bounded decompression."""
 
 import gzip
+import io
+import itertools
 import zlib
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from services.common.codecs import decode_body, decompress, media_kind
+from services.common.codecs import MAX_GZIP_MEMBERS, decode_body, decompress, media_kind
 from services.common.errors import BadRequest, TooLarge, UnsupportedMediaType
 
 
@@ -108,6 +112,91 @@ def test_broken_or_unknown_encodings() -> None:
         decompress(gzip.compress(b"x" * 1000)[:-12], "gzip", 10_000)
     with pytest.raises(UnsupportedMediaType):
         decompress(b"x", "br", 1000)
+
+
+def _members(data: bytes, cuts: list[int], level: int = 6) -> list[bytes]:
+    """``data`` split at ``cuts`` into gzip members; some carry a file name and a time."""
+    bounds = [0, *sorted(c % (len(data) + 1) for c in cuts), len(data)]
+    members = []
+    for n, (start, end) in enumerate(itertools.pairwise(bounds)):
+        out = io.BytesIO()
+        name = f"part{n}.ndjson" if n % 2 else ""
+        with gzip.GzipFile(name, "wb", level, out, mtime=n) as fh:
+            fh.write(data[start:end])
+        members.append(out.getvalue())
+    return members
+
+
+SPLITS = st.tuples(st.binary(max_size=3000), st.lists(st.integers(0, 10_000), max_size=6))
+
+
+@settings(max_examples=150, deadline=None)
+@given(split=SPLITS, level=st.integers(0, 9))
+def test_any_split_into_gzip_members_decompresses_to_the_whole(
+    split: tuple[bytes, list[int]], level: int
+) -> None:
+    data, cuts = split
+    body = b"".join(_members(data, cuts, level))
+    assert decompress(body, "gzip", len(data)) == data
+    if data:
+        with pytest.raises(TooLarge):
+            decompress(body, "gzip", len(data) - 1)
+
+
+@settings(max_examples=150, deadline=None)
+@given(split=SPLITS, junk=st.binary(min_size=1, max_size=64))
+def test_bytes_after_the_last_gzip_member_are_refused(
+    split: tuple[bytes, list[int]], junk: bytes
+) -> None:
+    data, cuts = split
+    with pytest.raises(BadRequest):
+        decompress(b"".join(_members(data, cuts)) + junk, "gzip", 1 << 20)
+
+
+@settings(max_examples=150, deadline=None)
+@given(split=SPLITS, cut=st.integers(1, 10_000))
+def test_a_truncated_last_gzip_member_is_refused(split: tuple[bytes, list[int]], cut: int) -> None:
+    data, cuts = split
+    members = _members(data, cuts)
+    last = members[-1]
+    body = b"".join(members[:-1]) + last[: cut % (len(last) - 1) + 1]
+    with pytest.raises(BadRequest, match="truncated"):
+        decompress(body, "gzip", 1 << 20)
+
+
+def test_junk_after_a_member_is_named_in_the_message() -> None:
+    body = gzip.compress(b'{"msg":"a"}\n') + gzip.compress(b'{"msg":"b"}\n') + b"garbage"
+    with pytest.raises(BadRequest, match="after member 2"):
+        decompress(body, "gzip", 1000)
+    # Zero padding (which gzip(1) tolerates) is not a member either.
+    with pytest.raises(BadRequest):
+        decompress(gzip.compress(b"x") + bytes(16), "gzip", 1000)
+
+
+def test_a_deflate_stream_is_one_stream() -> None:
+    with pytest.raises(BadRequest, match="after the end of its deflate stream"):
+        decompress(zlib.compress(b"abc") + zlib.compress(b"def"), "deflate", 1000)
+    with pytest.raises(BadRequest, match="truncated"):
+        decompress(zlib.compress(b"abc" * 100)[:-3], "deflate", 1000)
+    # A zlib stream sent as gzip is still taken alone, and nothing may follow it.
+    assert decompress(zlib.compress(b"abc"), "gzip", 1000) == b"abc"
+    with pytest.raises(BadRequest):
+        decompress(zlib.compress(b"abc") + gzip.compress(b"def"), "gzip", 1000)
+
+
+def test_a_bomb_split_over_many_members_stops_at_the_limit() -> None:
+    member = gzip.compress(b"\0" * (1024 * 1024))
+    with pytest.raises(TooLarge, match="after decompression"):
+        decompress(member * 40, "gzip", 4 * 1024 * 1024)
+    assert len(decompress(member * 4, "gzip", 4 * 1024 * 1024)) == 4 * 1024 * 1024
+
+
+def test_millions_of_empty_members_are_refused_by_count() -> None:
+    empty = gzip.compress(b"")
+    body = empty * (4 * 1024 * 1024 // len(empty))
+    with pytest.raises(TooLarge, match="members"):
+        decompress(body, "gzip", 4 * 1024 * 1024)
+    assert decompress(empty * MAX_GZIP_MEMBERS, "gzip", 10) == b""
 
 
 @pytest.mark.parametrize("body", [b"", b"{}", b"a,b,c\n1,2,3\n", b'"unterminated\n'])
