@@ -18,7 +18,7 @@ from typing import Protocol
 
 from services.common.config import IngestConfig
 from services.common.errors import BadRequest, LogOpsError, TooLarge, Unavailable
-from services.common.model import Batch, PushResult
+from services.common.model import Batch, MissingCounts, PushResult
 from services.ingest.native import make_normaliser
 from services.ingest.normalize import NormalisedBatch
 from services.ingest.sink import NdjsonSink, SinkError, StoredBatch
@@ -126,7 +126,12 @@ class IngestCore:
         if stored is not None:
             return self._duplicate(batch, stored, request_id)
         nb = self._normaliser.normalise_batch(batch, int(self._clock() * 1000))
-        summary = StoredBatch(accepted=nb.accepted, rejected=len(nb.rejections))
+        m = nb.missing
+        summary = StoredBatch(
+            nb.accepted,
+            len(nb.rejections),
+            (m.ts_absent, m.ts_invalid, m.level_absent, m.level_invalid),
+        )
         try:
             earlier = self._sink.append(batch.batch_id, nb.data, summary)
         except SinkError as exc:
@@ -152,12 +157,14 @@ class IngestCore:
         )
 
     def _duplicate(self, batch: Batch, stored: StoredBatch, request_id: str) -> PushResult:
+        """The original answer again, without the per-record rejection details (not kept)."""
         self._observer.duplicate()
         return PushResult(
             batch_id=batch.batch_id,
             accepted=stored.accepted,
             rejected=stored.rejected,
             duplicate=True,
+            missing=MissingCounts(*stored.missing),
             request_id=request_id,
         )
 

@@ -76,7 +76,11 @@ _PUSH_RESPONSE = {
                 },
             },
         },
-        "duplicate": {"type": "boolean"},
+        "duplicate": {
+            "type": "boolean",
+            "description": "The batch_id was stored before and nothing was written again: "
+            "accepted, rejected and missing are those of the original push, rejections is empty.",
+        },
         "spooled": {"type": "boolean"},
         "missing": {
             "type": "object",

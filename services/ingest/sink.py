@@ -213,7 +213,7 @@ class NdjsonSink:
     ) -> _Pending | None:
         data_file, index_file = self._files.files_for(now, len(data))
         start = data_file.size
-        kept = self._table.stored(stored.accepted, stored.rejected)
+        kept = self._table.stored(stored.accepted, stored.rejected, stored.missing)
         line = encode_entry(batch_id, kept, data_file.name, start, start + len(data), now)
         if data:
             data_file.write(data)

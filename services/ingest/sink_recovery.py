@@ -22,6 +22,7 @@ from services.ingest.batch_index import (
     INDEX_DIR,
     INDEX_NAME,
     IdIndex,
+    Missing,
     day_start,
     index_name,
 )
@@ -30,6 +31,8 @@ _BLOCK = 1024 * 1024
 # Below this many lines a block with a bad line is checked line by line.
 _SLOW_LINES = 64
 _NO_SIZE = 1 << 62
+# Columns of an index entry and of the line of missing counts before it.
+_ENTRY, _EXTRA = 7, 5
 
 
 @dataclass(slots=True)
@@ -141,6 +144,7 @@ def _repair_index(
             if cut:
                 scan.block(buf[:cut])
         total = scan.offset + len(rest)
+    scan.drop_carried()
     if rest:
         scan.drops.append((scan.offset, len(rest)))
     if scan.drops:
@@ -154,6 +158,8 @@ class _IndexScan:
 
     A block of good lines is checked and loaded with a few C-level passes; a block with a
     bad line is halved until the pieces are small, and those are checked line by line.
+    A line of missing counts goes with the entry right after it, which may open the next
+    block (``carried``); see :mod:`services.ingest.batch_index`.
     """
 
     def __init__(self, sizes: dict[str, int], table: IdIndex[Any], cutoff: float) -> None:
@@ -163,6 +169,8 @@ class _IndexScan:
         self.offset = 0
         self.drops: list[tuple[int, int]] = []
         self.ends: dict[str, int] = {}
+        # A last line of missing counts: (batch id, counts, offset, length).
+        self.carried: tuple[str, Missing, int, int] | None = None
 
     def block(self, buf: bytes) -> None:
         """Take complete lines (``buf`` ends with a newline)."""
@@ -181,35 +189,55 @@ class _IndexScan:
             self.offset += len(line) + 1
 
     def _fast(self, buf: bytes, count: int) -> bool:
+        """Check and load a run of lines; False (nothing loaded) when one is bad."""
         try:
-            entries = orjson.loads(b"[" + buf[:-1].replace(b"\n", b",") + b"]")
-        except orjson.JSONDecodeError:
+            rows = orjson.loads(b"[" + buf[:-1].replace(b"\n", b",") + b"]")
+            lengths = list(map(len, rows))
+        except (orjson.JSONDecodeError, TypeError):
             return False
+        split = _split(rows, lengths) if len(rows) == count else None
+        if split is None:
+            return False
+        entries, missing, carry = split
+        carried = self.carried
+        follows = carried is not None and _entry_of(rows, lengths, 0, carried[0])
+        if carried is not None and follows:
+            missing[0] = carried[1]
+        if entries and not self._load(entries, missing):
+            return False
+        if not follows:
+            self.drop_carried()
+        self.carried = None
+        if carry is not None:
+            at = buf.rfind(b"\n", 0, len(buf) - 1) + 1
+            self.carried = (*carry, self.offset + at, len(buf) - at)
+        return True
+
+    def drop_carried(self) -> None:
+        """Drop a line of missing counts that its entry does not follow (torn off)."""
+        if self.carried is not None:
+            self.drops.append(self.carried[2:])
+            self.carried = None
+
+    def _load(self, entries: list[Any], missing: dict[int, Missing]) -> bool:
+        """Check entry rows as columns and load their ids; False when one is bad."""
         try:
             columns = list(zip(*entries, strict=True))
         except (TypeError, ValueError):
             return False
-        if len(entries) != count or len(columns) != 7:
+        if len(columns) != _ENTRY or not self._valid(columns):
             return False
-        # A wrong shape (a string, an object) cannot pass the column type checks below.
-        ids, accepted, rejected, names, starts, ends, times = columns
-        if not (
-            set(map(type, ids)) == set(map(type, names)) == {str}
-            and set(map(type, itertools.chain(accepted, rejected, starts, ends))) == {int}
-            and set(map(type, times)) <= {int, float}
-            and min(starts) >= 0
-            and all(map(operator.le, starts, ends))
-            and all(map(operator.le, ends, map(self.sizes.get, names, repeat(_NO_SIZE))))
-        ):
-            return False
+        ids, accepted, rejected, names, _, ends, times = columns
+        pairs = list(zip(accepted, rejected, strict=True))
+        stored = {pair: self.table.stored(*pair) for pair in set(pairs)}
+        values = list(map(stored.__getitem__, pairs))
+        for at, counts in missing.items():
+            values[at] = self.table.stored(accepted[at], rejected[at], counts)
         if min(times) < self.cutoff:
             inside = list(map(operator.le, repeat(self.cutoff), times))
-            ids, accepted, rejected = (
-                tuple(itertools.compress(col, inside)) for col in (ids, accepted, rejected)
-            )
-        pairs = zip(accepted, rejected, strict=True)
-        stored = {pair: self.table.stored(*pair) for pair in set(pairs)}
-        self.table.load(ids, list(map(stored.__getitem__, zip(accepted, rejected, strict=True))))
+            ids = tuple(itertools.compress(ids, inside))
+            values = list(itertools.compress(values, inside))
+        self.table.load(ids, values)
         if len(set(names)) == 1:
             last = {names[0]: max(ends)}
         else:
@@ -219,6 +247,76 @@ class _IndexScan:
             if name in self.sizes and end > self.ends.get(name, 0):
                 self.ends[name] = end
         return True
+
+    def _valid(self, columns: list[tuple[Any, ...]]) -> bool:
+        # A wrong shape (a string, an object) cannot pass the column type checks below.
+        ids, accepted, rejected, names, starts, ends, times = columns
+        return bool(
+            set(map(type, ids)) == set(map(type, names)) == {str}
+            and set(map(type, itertools.chain(accepted, rejected, starts, ends))) == {int}
+            and set(map(type, times)) <= {int, float}
+            and min(starts) >= 0
+            and all(map(operator.le, starts, ends))
+            and all(map(operator.le, ends, map(self.sizes.get, names, repeat(_NO_SIZE))))
+        )
+
+
+def _split(
+    rows: list[Any], lengths: list[int]
+) -> tuple[list[Any], dict[int, Missing], tuple[str, Missing] | None] | None:
+    """The entry rows, the missing counts of some of them (by position among the entries)
+    and a last line of missing counts whose entry may open the next block; None when a
+    line is bad, or is missing counts that their entry does not follow."""
+    extra_at = list(itertools.compress(range(len(rows)), map((_EXTRA).__eq__, lengths)))
+    if not extra_at:
+        return rows, {}, None
+    entries = [row for row, n in zip(rows, lengths, strict=True) if n != _EXTRA]
+    carry = None
+    if extra_at[-1] == len(rows) - 1:
+        last = _extra_counts([rows[extra_at.pop()]])
+        if last is None:
+            return None
+        carry = last[0]
+        if not extra_at:
+            return entries, {}, carry
+    followed = _extra_counts(list(map(rows.__getitem__, extra_at)))
+    if followed is None:
+        return None
+    # Each line of counts must be followed by its batch's entry (checked in full later).
+    after = [at + 1 for at in extra_at]
+    try:
+        next_ids = [rows[at][0] for at in after]
+    except (IndexError, KeyError, TypeError):
+        return None
+    if next_ids != [batch_id for batch_id, _ in followed] or _EXTRA in map(
+        lengths.__getitem__, after
+    ):
+        return None
+    positions = map(operator.sub, extra_at, range(len(extra_at)))
+    missing = dict(zip(positions, (counts for _, counts in followed), strict=True))
+    return entries, missing, carry
+
+
+def _extra_counts(rows: list[Any]) -> list[tuple[str, Missing]] | None:
+    """``["<batch_id>", ts_absent, ts_invalid, level_absent, level_invalid]`` lines as
+    (id, counts), or None when one is not such a line."""
+    try:
+        ids, *columns = zip(*rows, strict=True)
+    except (TypeError, ValueError):
+        return None
+    counts = list(itertools.chain.from_iterable(columns))
+    if len(columns) != 4 or set(map(type, ids)) != {str} or set(map(type, counts)) != {int}:
+        return None
+    if min(counts) < 0:
+        return None
+    return list(zip(ids, zip(*columns, strict=True), strict=True))
+
+
+def _entry_of(rows: list[Any], lengths: list[int], at: int, batch_id: str) -> bool:
+    """Whether ``rows[at]`` looks like the entry of ``batch_id`` (checked in full later)."""
+    return at < len(rows) and lengths[at] == _ENTRY and type(rows[at]) is list and (
+        rows[at][0] == batch_id
+    )
 
 
 def _drop_lines(path: Path, drops: list[tuple[int, int]], total: int) -> None:

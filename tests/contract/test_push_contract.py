@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from clients.transports import GrpcTransport, HttpTransport, Transport, encode_json
 from services.common.errors import BadRequest, TooLarge, Unavailable
-from services.common.model import Batch
+from services.common.model import Batch, PushResult
 from services.ingest.wiring import IngestGateway
 from tests.conftest import GatewayFactory, make_transport, stored_lines
 
@@ -85,13 +86,38 @@ def test_same_batch_same_stored_lines_on_both_fronts(start_gateway: GatewayFacto
     assert outputs[0] == outputs[1]
 
 
+def counts(result: PushResult) -> tuple[int, int, dict[str, int]]:
+    """What a duplicate answers again: all but the per-record rejection details."""
+    return result.accepted, result.rejected, result.missing.to_dict()
+
+
 def test_retry_with_same_batch_id_is_a_duplicate(gateway: IngestGateway, client: Transport) -> None:
     b = batch(MIXED)
     first = client.send(b)
     again = client.send(b)
     assert again.duplicate and not first.duplicate
-    assert (again.accepted, again.rejected) == (first.accepted, first.rejected)
+    assert counts(again) == counts(first)
+    assert again.rejections == []
     assert len(stored_lines(gateway.cfg.sink.dir)) == first.accepted
+
+
+def test_a_duplicate_after_a_restart_gets_the_original_counts(
+    start_gateway: GatewayFactory, front: str, tmp_path: Path
+) -> None:
+    b = batch(MIXED)
+    results = []
+    for _ in range(2):
+        gw = start_gateway(sink_dir=tmp_path / "kept")
+        transport = make_transport(gw, front)
+        results.append(transport.send(b))
+        transport.close()
+        gw.stop(grace=0.5)
+    first, again = results
+    assert again.duplicate and not first.duplicate
+    assert counts(again) == counts(first) == (
+        5, 2, {"ts_absent": 1, "ts_invalid": 1, "level_absent": 0, "level_invalid": 1},
+    )
+    assert len(stored_lines(tmp_path / "kept")) == 5
 
 
 def test_too_many_records(start_gateway: GatewayFactory, front: str) -> None:

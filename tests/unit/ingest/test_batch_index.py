@@ -83,3 +83,62 @@ def test_load_lets_the_later_answer_win() -> None:
 
 def test_ids_that_differ_only_in_lone_surrogates_are_told_apart() -> None:
     assert id_digest("a\ud800") != id_digest("a\udc00")
+
+
+COUNT = st.integers(0, 70_000)
+ANSWERS = st.builds(
+    StoredBatch,
+    st.integers(0, 100_000),
+    st.integers(0, 100_000),
+    st.one_of(st.just((0, 0, 0, 0)), st.tuples(COUNT, COUNT, COUNT, COUNT)),
+)
+
+
+def index_on(table_type: type, max_ids: int) -> IdIndex[object]:
+    """An ``IdIndex`` whose tables are of ``table_type``."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(batch_index, "_table", table_type)
+        return IdIndex(max_ids)
+
+
+@pytest.mark.parametrize("table_type", TABLES)
+@settings(max_examples=100, deadline=None)
+@given(ops=st.lists(st.tuples(st.integers(0, 30), ANSWERS, st.booleans()), max_size=200))
+def test_answers_keep_their_missing_counts(
+    table_type: type, ops: list[tuple[int, StoredBatch, bool]]
+) -> None:
+    # Counts past 16 bits, zeros after non-zeros and back, through add and through load.
+    index = index_on(table_type, 1000)
+    model: dict[str, StoredBatch] = {}
+    for key, answer, bulk in ops:
+        batch_id = f"id-{key}"
+        if bulk:
+            index.load([batch_id], [answer])
+        elif batch_id not in model:
+            index.add(batch_id, answer)
+        else:
+            continue
+        model[batch_id] = answer
+        assert index.get(batch_id) == answer
+    assert all(index.get(k) == v for k, v in model.items())
+
+
+@pytest.mark.parametrize("table_type", TABLES)
+@settings(max_examples=100, deadline=None)
+@given(cap=st.integers(1, 20), answers=st.lists(ANSWERS, max_size=100))
+def test_every_id_still_remembered_keeps_its_missing_counts(
+    table_type: type, cap: int, answers: list[StoredBatch]
+) -> None:
+    index = index_on(table_type, cap)
+    for n, answer in enumerate(answers):
+        index.add(f"b{n}", answer)
+    kept = list(enumerate(answers))[-cap:]
+    assert [index.get(f"b{n}") for n, _ in kept] == [a for _, a in kept]
+    assert all(index.get(f"b{n}") is None for n in range(len(answers) - len(kept)))
+
+
+def test_common_answers_are_shared_and_zeros_are_one_object() -> None:
+    index: IdIndex[object] = IdIndex(10)
+    assert index.stored(3, 0, (0, 0, 0, 0)) is index.stored(3, 0)
+    assert index.stored(3, 0, (0, 0, 0, 0)).missing is batch_index.NO_MISSING
+    assert index.stored(3, 0, (1, 0, 0, 0)) is index.stored(3, 0, (1, 0, 0, 0))

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -14,8 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from services.common.config import SinkConfig
+from services.ingest import sink_recovery
 from services.ingest.sink import NdjsonSink, SinkError, StoredBatch
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -251,6 +255,122 @@ def test_yesterdays_ids_are_loaded_inside_the_window(make_sink: SinkFactory) -> 
     assert make_sink(clock).lookup("yesterday") == StoredBatch(3, 0)
 
 
+MISSING = [(1, 0, 2, 0), (0, 0, 0, 0), (70_000, 1, 0, 3), (0, 5, 0, 0)]
+
+
+@pytest.mark.parametrize("block", [97, 1 << 20], ids=["small-blocks", "one-block"])
+@pytest.mark.parametrize("damaged", [False, True], ids=["clean", "damaged"])
+def test_missing_counts_are_answered_again_also_after_a_restart(
+    make_sink: SinkFactory,
+    sink_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    block: int,
+    damaged: bool,
+) -> None:
+    first = make_sink(durability="none")
+    answers = {f"b{i}": StoredBatch(3, i % 2, MISSING[i % 4]) for i in range(300)}
+    for bid, answer in answers.items():
+        assert first.append(bid, batch(bid, lines=1), answer) is None
+        assert first.lookup(bid) == answer
+    assert first.append("b2", batch("x"), StoredBatch(1, 0)) == answers["b2"]
+    first.close()
+    index = sink_dir / ".index" / f"{DAY}.idx"
+    lines = index.read_bytes().splitlines(keepends=True)
+    assert [json.loads(line)[1:] for line in lines[3:5]] == [
+        [70_000, 1, 0, 3],
+        [3, 0, "20250301.ndjson", 2 * len(batch("b0", 1)), 3 * len(batch("b0", 1)), NOON],
+    ]
+    if damaged:  # start-up then checks the lines around it one by one
+        index.write_bytes(b"".join(lines[:200]) + b"{bad\n" + b"".join(lines[200:]))
+    # Small reads split a batch's two lines between blocks.
+    monkeypatch.setattr(sink_recovery, "_BLOCK", block)
+    second = make_sink()
+    assert {bid: second.lookup(bid) for bid in answers} == answers
+    assert index.read_bytes() == b"".join(lines)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    missing=st.lists(st.sampled_from(MISSING), min_size=1, max_size=60),
+    block=st.integers(16, 400),
+    bad_at=st.integers(0, 200),
+)
+def test_any_read_size_and_a_bad_line_anywhere_keep_every_answer(
+    missing: list[tuple[int, int, int, int]], block: int, bad_at: int
+) -> None:
+    with tempfile.TemporaryDirectory() as folder, pytest.MonkeyPatch.context() as patch:
+        cfg = SinkConfig(dir=folder, durability="none")
+        first = NdjsonSink(cfg, clock=Clock())
+        first.open()
+        answers = {f"b{i}": StoredBatch(1, 0, m) for i, m in enumerate(missing)}
+        for bid, answer in answers.items():
+            first.append(bid, batch(bid, lines=1), answer)
+        first.close()
+        index = Path(folder) / ".index" / f"{DAY}.idx"
+        lines = index.read_bytes().splitlines(keepends=True)
+        at = bad_at % (len(lines) + 1)
+        index.write_bytes(b"".join(lines[:at]) + b"[1,2]\n" + b"".join(lines[at:]))
+        patch.setattr(sink_recovery, "_BLOCK", block)
+        second = NdjsonSink(cfg, clock=Clock())
+        second.open()
+        assert {bid: second.lookup(bid) for bid in answers} == answers
+        assert index.read_bytes() == b"".join(lines)
+        second.close()
+
+
+def test_an_index_of_the_previous_version_still_loads(
+    make_sink: SinkFactory, sink_dir: Path
+) -> None:
+    (sink_dir / ".index").mkdir(parents=True)
+    (sink_dir / f"{DAY}.ndjson").write_bytes(batch("a") + batch("b"))
+    end = len(batch("a"))
+    (sink_dir / ".index" / f"{DAY}.idx").write_bytes(
+        b'["a",3,0,"20250301.ndjson",0,%d,1740830400.0]\n'
+        b'["b",2,1,"20250301.ndjson",%d,%d,1740830400.5]\n' % (end, end, 2 * end)
+    )
+    sink = make_sink()
+    assert (sink.lookup("a"), sink.lookup("b")) == (StoredBatch(3, 0), StoredBatch(2, 1))
+    assert sink.lookup("b") == StoredBatch(2, 1, (0, 0, 0, 0))
+
+
+@pytest.mark.parametrize("tail", [b'["b",3,0,"2025', b""], ids=["torn-entry", "no-entry"])
+def test_missing_counts_without_their_entry_are_dropped(
+    make_sink: SinkFactory, sink_dir: Path, tail: bytes
+) -> None:
+    first = make_sink()
+    first.append("a", batch("a"), StoredBatch(3, 0, (1, 1, 1, 1)))
+    first.close()
+    index = sink_dir / ".index" / f"{DAY}.idx"
+    kept = index.read_bytes()
+    with index.open("ab") as fh:  # b's counts made it to the disk, its entry did not
+        fh.write(b'["b",3,0,0,0]\n' + tail)
+    second = make_sink()
+    assert index.read_bytes() == kept
+    assert second.lookup("b") is None
+    # Stored again without missing fields, b must not inherit the lost line's counts.
+    assert second.append("b", batch("b"), StoredBatch(3, 0)) is None
+    second.close()
+    third = make_sink()
+    assert [third.lookup(bid) for bid in "ab"] == [
+        StoredBatch(3, 0, (1, 1, 1, 1)), StoredBatch(3, 0),
+    ]
+
+
+def test_missing_counts_followed_by_another_entry_are_dropped(
+    make_sink: SinkFactory, sink_dir: Path
+) -> None:
+    first = make_sink()
+    for bid in "abc":
+        first.append(bid, batch(bid), StoredBatch(3, 0, (0, 0, 3, 0)))
+    first.close()
+    index = sink_dir / ".index" / f"{DAY}.idx"
+    lines = index.read_bytes().splitlines(keepends=True)
+    index.write_bytes(b"".join(lines[:2]) + b'["x",1,2,3,4]\n' + b"".join(lines[2:]))
+    second = make_sink()
+    assert index.read_bytes() == b"".join(lines)
+    assert all(second.lookup(bid) == StoredBatch(3, 0, (0, 0, 3, 0)) for bid in "abc")
+
+
 # -- crash repair ---------------------------------------------------------------------------
 
 
@@ -406,6 +526,7 @@ def test_eight_threads_write_every_line_once_and_whole(
 FSIZE_SCRIPT = r"""
 import json, os, resource, signal, sys
 from services.common.config import SinkConfig
+from services.ingest import sink_recovery
 from services.ingest.sink import NdjsonSink, SinkError, StoredBatch
 
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
