@@ -5,7 +5,9 @@ Each pass starts a fresh gateway process (own sink folder), drives it from separ
 processes and prints records/s, latency, errors, the gateway's CPU and peak RSS. Then an
 open-loop pass at half the maximum rate, then syslog-ng fed by loggen. With ``--soak N``
 one more gateway runs N seconds at a constant rate while its RSS is sampled (see
-:mod:`tests.bench.soak`; ``--soak-only`` skips everything else). The numbers are printed
+:mod:`tests.bench.soak`; ``--soak-only`` skips everything else). Last (``--no-hostile`` leaves
+it out) comes the attack-then-idle phase of :mod:`tests.bench.hostile`: a good client on each
+front while one gateway is attacked five ways in turn. The numbers are printed
 and saved to ``data/bench/ingest-<timestamp>.json``; nothing here is a pass/fail check:
 the exit code is 0 unless something could not be started.
 """
@@ -32,7 +34,7 @@ from typing import Any
 
 from clients.launcher import GatewayProcess, GatewayStartError
 from services.ingest import native
-from tests.bench import profiling, report, soak
+from tests.bench import hostile, profiling, report, soak
 from tests.bench.loadgen import ClientPool, LoadSpec, SenderStats
 from tests.bench.procstat import CpuWindow, OthersWindow, memory_kib, wait_until
 from tests.bench.syslog_peer import available, run_syslog_ng
@@ -98,11 +100,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     soak.add_argument("--soak-only", action="store_true", help="skip the other passes")
     soak.add_argument("--soak-rate", type=float, metavar="RECORDS_PER_SEC", help=SOAK_RATE_HELP)
     soak.add_argument("--soak-front", default="grpc", choices=("grpc", "http"))
+    bad = p.add_argument_group("attack-then-idle phase (tests/bench/hostile.py)")
+    bad.add_argument(
+        "--hostile", action=argparse.BooleanOptionalAction, default=True, help="default: on"
+    )
+    bad.add_argument("--hostile-window", type=float, metavar="S", help="per attack (default 15)")
+    bad.add_argument("--hostile-idle", type=float, metavar="S", help="after each (default 15)")
     args = p.parse_args(argv)
     if args.soak_only and args.soak <= 0:
         p.error("--soak-only needs --soak SECONDS")
     args.seconds = args.seconds or (3.0 if args.quick else 10.0)
     args.warmup = args.warmup if args.warmup is not None else (1.0 if args.quick else 2.0)
+    args.hostile_window = args.hostile_window or (5.0 if args.quick else 15.0)
+    idle = args.hostile_idle
+    args.hostile_idle = idle if idle is not None else (5.0 if args.quick else 15.0)
     args.fronts = [f.strip() for f in args.fronts.split(",") if f.strip()]
     args.batches = [int(b) for b in args.batches.split(",") if b.strip()]
     args.stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -301,6 +312,14 @@ def run_peer(args: argparse.Namespace, tmp: Path) -> dict[str, Any] | None:
     return result
 
 
+def run_hostile(args: argparse.Namespace, tmp: Path) -> dict[str, Any] | None:
+    """The attack-then-idle phase on a gateway of its own (``--no-hostile``: skipped)."""
+    if not args.hostile or args.soak_only:
+        return None
+    extra = hostile.gateway_extra(args.durability, args.config)
+    return hostile.run(tmp, args.hostile_window, args.hostile_idle, [], extra, hostile.GOOD_RATE)
+
+
 def environment(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     model = next(
         (
@@ -327,6 +346,7 @@ def environment(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         "load_average_at_start": round(os.getloadavg()[0], 2),
         "soak_seconds": args.soak,
         "soak_only": args.soak_only,
+        "hostile": args.hostile and not args.soak_only,
     }
 
 
@@ -362,15 +382,19 @@ def main(argv: list[str] | None = None) -> int:
             passes, half = run_gateway_passes(pool, args, tmp)
             peer = run_peer(args, tmp)
         soaked = run_soak(pool, args, tmp, passes)
+        hostile_doc = run_hostile(args, tmp)
     doc = report.summary(started, env, [asdict(r) for r in passes], [asdict(r) for r in half], peer)
-    doc["soak"] = soaked
+    doc["soak"], doc["hostile"] = soaked, hostile_doc
     if not args.soak_only:
         report.print_tables(doc)
     if soaked is not None:
         soak.print_soak(soaked)
         report.print_checks([soaked], "soak checks")
+    if hostile_doc is not None:
+        report.print_hostile(hostile_doc)
     print(f"\nsaved {save(doc).relative_to(ROOT)}")
     failed = [r.failure for r in passes + half] + [(soaked or {}).get("failure", "")]
+    failed.append((hostile_doc or {}).get("failure", ""))
     started_ok = not any(f.startswith("did not start") for f in failed)
     return 0 if started_ok and not (peer or {}).get("failure") else 1
 

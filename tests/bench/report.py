@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,9 @@ TARGET_HALF_LOAD_P99_MS = 25.0
 BEST_BATCH = 1000
 # Above this much CPU used by processes outside the benchmark, a pass is flagged.
 OTHER_CORES_NOTICE = 0.15
+BASELINE_S = 3.0  # hostile phase: good-client traffic before each attack starts
+# The last line of a traceback the gateway printed: the exception and its message.
+_EXC_LINE = re.compile(r"^\w+(Error|Exception|Exit)\b")
 
 
 def filesystem(path: Path) -> str:
@@ -217,3 +222,143 @@ def print_tables(doc: dict[str, Any]) -> None:
     )
     print_checks(doc["passes"] + doc["half_load"])
     print_profiles(doc["passes"] + doc["half_load"])
+
+
+def front_stats(samples: list[tuple[float, float, str]], t0: float, t1: float) -> dict[str, Any]:
+    """Requests sent in [t0, t1): successes, failures by reason, latency of the successes."""
+    inside = [(lat, why) for began, lat, why in samples if t0 <= began < t1]
+    lat = sorted(lat for lat, why in inside if not why)
+    failed = Counter(why for _, why in inside if why)
+    out: dict[str, Any] = {"ok": len(lat), "failed": sum(failed.values()), "reasons": dict(failed)}
+    out["p50_ms"] = pct_ms(lat, 0.50) if lat else None
+    out["p99_ms"] = pct_ms(lat, 0.99) if lat else None
+    out["max_ms"] = lat[-1] * 1e3 if lat else None
+    return out
+
+
+def pct_ms(sorted_seconds: list[float], q: float) -> float:
+    """The ``q`` quantile of sorted seconds, in milliseconds."""
+    rank = max(0, min(len(sorted_seconds) - 1, int(q * len(sorted_seconds) + 0.5) - 1))
+    return sorted_seconds[rank] * 1e3
+
+
+def gateway_log_problems(entries: list[dict[str, Any]]) -> dict[str, int]:
+    """Warnings, errors and the exception lines of tracebacks the gateway wrote."""
+    found: Counter[str] = Counter()
+    for e in entries:
+        level = str(e.get("level", "")).upper()
+        msg = str(e.get("msg", ""))
+        if level in ("WARNING", "ERROR", "CRITICAL"):
+            found[f"{level} {e.get('event') or msg[:80]}"] += 1
+        elif "level" not in e and _EXC_LINE.match(msg):
+            found[f"traceback: {msg[:100]}"] += 1
+    return dict(found)
+
+
+def _table(head: list[str], rows: list[list[str]]) -> None:
+    """First column left-aligned, the rest right-aligned, widths from the contents."""
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    for r in [head, *rows]:
+        print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in
+                        enumerate(zip(r, widths, strict=True))).rstrip())  # fmt: skip
+
+
+def _ms(value: float | None) -> str:
+    return f"{value:,.0f}" if value is not None else "-"
+
+
+def _okfail(s: dict[str, Any]) -> str:
+    return f"{s['ok']}/{s['failed']}"
+
+
+def _triple(g: dict[str, Any], key: str, fmt: str) -> str:
+    whens = ("baseline", "peak", "after_idle")
+    return "/".join(format(g[w][key], fmt) if g.get(w) else "-" for w in whens)
+
+
+def _answers(checks: dict[str, str]) -> str:
+    out = []
+    for front in ("http", "grpc"):
+        bad = {k: v for k, v in checks.items() if k.startswith(front) and v != "ok"}
+        detail = ", ".join(f"{k.split('_', 1)[1]} {v}" for k, v in bad.items())
+        out.append(f"{front} {'yes' if not bad else 'NO (' + detail + ')'}")
+    return "; ".join(out)
+
+
+def _hostile_notes(attacks: list[dict[str, Any]]) -> list[str]:
+    notes = []
+    for a in attacks:
+        for front, g in a["good"].items():
+            for phase in ("attack", "idle"):
+                if g[phase]["reasons"]:
+                    why = ", ".join(f"{k} x{n}" for k, n in sorted(g[phase]["reasons"].items()))
+                    notes.append(f"{a['attack']}: good {front} client, {phase}: {why}")
+            if g["failure"]:
+                notes.append(f"{a['attack']}: good {front} client broke: {g['failure']}")
+        att = a["attacker"]
+        counts = ", ".join(f"{k} {v:,}" for k, v in sorted(att["counts"].items()))
+        lat = f"; its requests p50 {att['p50_ms']:,.0f} ms, p99 {att['p99_ms']:,.0f} ms" if \
+            att.get("requests") else ""  # fmt: skip
+        notes.append(f"{a['attack']}: attacker saw {counts}{lat}")
+        for what, n in sorted(a["gateway"]["log"].items()):
+            notes.append(f"{a['attack']}: gateway logged {n} x {what}")
+        if a["gateway"]["exit_code"] not in (None, 0):
+            notes.append(f"{a['attack']}: gateway exited with {a['gateway']['exit_code']}")
+        if a["restarted_after"]:
+            notes.append(f"{a['attack']}: a fresh gateway was started for the next attack")
+    return notes
+
+
+def _baseline(attacks: list[dict[str, Any]]) -> str:
+    out = []
+    for front in ("grpc", "http"):
+        p99 = [a["good"][front]["baseline"]["p99_ms"] for a in attacks if front in a["good"]]
+        p99 = [v for v in p99 if v is not None]
+        out.append(f"{front} {min(p99):,.0f}-{max(p99):,.0f} ms" if p99 else f"{front} -")
+    return ", ".join(out)
+
+
+def print_hostile(h: dict[str, Any]) -> None:
+    """The attack-then-idle phase (tests/bench/hostile.py): good client and gateway, per attack."""
+    attacks = h["attacks"]
+    if not attacks:
+        print(f"\nhostile phase: not measured ({h['failure'] or 'no attack ran'})")
+        return
+    print(
+        f"\nhostile phase: good client, one request at a time, {h['good_rate_per_front']:g}/s of "
+        f"{h['good_batch']} records per front; ok/failed requests and p99 ms of the successes, "
+        f"during each {h['window_s']:g} s attack and in the {h['idle_s']:g} s idle after it"
+    )
+    rows = []
+    for a in attacks:
+        g, row = a["good"], [a["attack"]]
+        for front in ("grpc", "http"):
+            f = g.get(front)
+            if f is None:
+                row += ["-"] * 4
+                continue
+            row += [_okfail(f["attack"]), _ms(f["attack"]["p99_ms"]), _ms(f["attack"]["max_ms"])]
+            row.append(_okfail(f["idle"]))
+        rows.append(row)
+    _table(["attack", "gRPC ok/fail", "p99", "max", "idle ok/fail",
+            "HTTP ok/fail", "p99", "max", "idle ok/fail"], rows)  # fmt: skip
+    print(
+        f"good client p99 before each attack (the {BASELINE_S:g} s baseline): {_baseline(attacks)}"
+    )
+    print(
+        f"\ngateway process (fd soft limit {h.get('gateway_fd_limit', '?')}, "
+        f"{'C hot path' if h.get('native') else 'pure Python'}): "
+        "baseline/peak during/after idle; answering = health and a push after the idle"
+    )
+    rows = []
+    for a in attacks:
+        g = a["gateway"]
+        rows.append([
+            a["attack"], _triple(g, "rss_mib", ".0f"), _triple(g, "threads", "d"),
+            _triple(g, "fds", "d"), f"{g['cores_during']:.2f}", "yes" if g["alive"] else "NO",
+            _answers(g["answering"]),
+        ])  # fmt: skip
+    _table(["attack", "RSS MiB", "threads", "open fds", "gw cores", "alive", "answering"], rows)
+    print("\nhostile notes:\n  " + "\n  ".join(_hostile_notes(attacks)))
+    if h["failure"]:
+        print(f"  {h['failure'].splitlines()[-1]}")
