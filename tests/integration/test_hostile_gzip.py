@@ -20,6 +20,8 @@ import uuid
 import zlib
 from typing import Any
 
+import h2.connection
+import h2.events
 import pytest
 from logops.v1 import logs_pb2
 
@@ -91,10 +93,8 @@ def test_a_flood_of_empty_members_is_refused(gateway: IngestGateway) -> None:
 def _grpc_push(gw: IngestGateway, compressed: bytes) -> tuple[str, str, bytes]:
     """One Push whose message is ``compressed`` as sent (``grpc-encoding: gzip``);
     answers (grpc-status, grpc-message, response message bytes)."""
-    h2 = pytest.importorskip("h2.connection", reason="raw HTTP/2 needs the h2 package")
-    events = pytest.importorskip("h2.events")
     assert gw.addresses is not None
-    conn = h2.H2Connection()
+    conn = h2.connection.H2Connection()
     conn.initiate_connection()
     conn.send_headers(
         1,
@@ -116,12 +116,12 @@ def _grpc_push(gw: IngestGateway, compressed: bytes) -> tuple[str, str, bytes]:
         ended = False
         while not ended and (chunk := sock.recv(65536)):
             for event in conn.receive_data(chunk):
-                if isinstance(event, events.ResponseReceived | events.TrailersReceived):
+                if isinstance(event, h2.events.ResponseReceived | h2.events.TrailersReceived):
                     fields.update({_text(k): _text(v) for k, v in event.headers})
-                elif isinstance(event, events.DataReceived):
+                elif isinstance(event, h2.events.DataReceived):
                     data += event.data
                     conn.acknowledge_received_data(event.flow_controlled_length, 1)
-                ended = ended or isinstance(event, events.StreamEnded | events.StreamReset)
+                ended = ended or isinstance(event, h2.events.StreamEnded | h2.events.StreamReset)
             sock.sendall(conn.data_to_send())
     return fields.get("grpc-status", ""), fields.get("grpc-message", ""), data[5:]
 
