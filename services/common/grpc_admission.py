@@ -22,7 +22,7 @@ from typing import Any, NoReturn
 
 import grpc
 
-from services.common.errors import Unavailable
+from services.common.errors import LogOpsError, Unavailable
 from services.common.grpc_errors import abort
 from services.common.interceptors import behaviour_of, with_behaviour
 from services.common.logs import request_id_var
@@ -67,9 +67,14 @@ class AdmissionInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
     so neither an admitted call nor a refusal waits for the message before it runs."""
 
     def __init__(
-        self, default: Lane, refusals: ThreadPoolExecutor, retry_after_sec: float
+        self,
+        default: Lane,
+        refusals: ThreadPoolExecutor,
+        retry_after_sec: float,
+        on_refused: Callable[[LogOpsError], None] | None = None,
     ) -> None:
         self._default = default
+        self._on_refused = on_refused
         self._refusals = refusals
         self._retry_after = retry_after_sec
         self._lanes: dict[str, Lane] = {}
@@ -96,7 +101,7 @@ class AdmissionInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
     def _refusal(
         self, handler: grpc.RpcMethodHandler[Any, Any], limit: int
     ) -> grpc.RpcMethodHandler[Any, Any]:
-        retry_after = self._retry_after
+        retry_after, on_refused = self._retry_after, self._on_refused
 
         def refuse(_requests: Any, context: grpc.ServicerContext, *_rest: Any) -> NoReturn:
             exc = Unavailable(
@@ -104,6 +109,8 @@ class AdmissionInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
                 reason="overloaded",
                 retry_after=retry_after,
             )
+            if on_refused is not None:
+                on_refused(exc)
             abort(context, exc, request_id_var.get())
 
         make = (

@@ -62,10 +62,15 @@ class MessageReaper:
     lock is only held to push or pop."""
 
     def __init__(
-        self, timeout: float, name: str = "grpc-reaper", clock: Callable[[], float] = time.monotonic
+        self,
+        timeout: float,
+        name: str = "grpc-reaper",
+        clock: Callable[[], float] = time.monotonic,
+        on_expired: Callable[[], None] | None = None,
     ) -> None:
         self.timeout = timeout
         self.expired = 0
+        self._on_expired = on_expired
         self._name = name
         self._clock = clock
         self._cond = threading.Condition()
@@ -158,6 +163,8 @@ class MessageReaper:
             context.cancel()
         except Exception:  # the call may be gone already; nothing is waiting on it then
             log.debug("cancelling a late call failed", exc_info=True)
+        if self._on_expired is not None:
+            self._on_expired()
 
 
 def first_message(

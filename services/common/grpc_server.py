@@ -14,14 +14,15 @@ reflection) and two for refusals. The options come from the config's ``limits`` 
   after ``grpc_idle_timeout_sec`` without calls and asked to reconnect after
   ``grpc_max_connection_age_sec``, with ``body_timeout_sec`` of grace for its calls;
 - keepalive as grpc's guides have it (gRFC A8/A9, ``doc/keepalive.md``);
-- a request message may be as large as the request that carries a body of exactly
-  ``max_body_bytes``, as HTTP allows that body, and no larger.
+- a request may carry a batch of exactly ``max_body_bytes``, as HTTP allows that body,
+  and no larger: the front refuses a larger one with ErrorInfo ``too_large``; grpc core
+  refuses messages past ``MESSAGE_SLACK`` beyond that itself (see ``server_options``).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -30,6 +31,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from services.common.config import ConnectionsConfig, LimitsConfig
+from services.common.errors import LogOpsError, RequestTimeout
 from services.common.grpc_admission import AdmissionInterceptor, InflightGate, Lane
 from services.common.grpc_deadline import MessageDeadlineInterceptor, MessageReaper
 from services.common.interceptors import RequestIdInterceptor
@@ -50,6 +52,9 @@ KEEPALIVE_TIME_MS = 60_000
 KEEPALIVE_TIMEOUT_MS = 20_000
 MIN_CLIENT_PING_INTERVAL_MS = 60_000
 MAX_PING_STRIKES = 2
+# Room above the largest acceptable request, so that a near miss reaches the front and is
+# refused in the contract's shape; HTTP gives its bodies the same room.
+MESSAGE_SLACK = 64 * 1024
 
 
 def varint_size(value: int) -> int:
@@ -107,9 +112,10 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
 
 def server_options(limits: LimitsConfig, connections: ConnectionsConfig) -> list[tuple[str, int]]:
     # grpc core refuses a larger message itself (RESOURCE_EXHAUSTED without ErrorInfo),
-    # after decompression too. That refusal is the backstop that keeps the limit before
-    # buffering; the body inside an accepted message is measured by the front.
-    max_message = request_size_limit(limits.max_body_bytes)
+    # after decompression too: the backstop that keeps the limit before buffering. The
+    # batch inside an accepted message is measured by the front, which refuses anything
+    # over max_body_bytes with ErrorInfo too_large.
+    max_message = request_size_limit(limits.max_body_bytes) + MESSAGE_SLACK
     return [
         ("grpc.max_receive_message_length", max_message),
         ("grpc.max_send_message_length", max_message),
@@ -141,9 +147,22 @@ def _ms(seconds: float) -> int:
 class GrpcServer:
     """A ``grpc.Server`` with the limits above; ``start``/``stop`` as ``grpc.Server``'s."""
 
-    def __init__(self, limits: LimitsConfig, connections: ConnectionsConfig) -> None:
+    def __init__(
+        self,
+        limits: LimitsConfig,
+        connections: ConnectionsConfig,
+        on_refused: Callable[[LogOpsError], None] | None = None,
+    ) -> None:
+        """``on_refused`` hears of every call refused here, before a front sees it: over
+        a lane's cap (``overloaded``) or ended for a late message (``request_timeout``)."""
         self._pools: list[ThreadPoolExecutor] = []
-        self.reaper = MessageReaper(connections.body_timeout_sec)
+        late = RequestTimeout(
+            f"request message not received within {connections.body_timeout_sec:g} s"
+        )
+        self.reaper = MessageReaper(
+            connections.body_timeout_sec,
+            on_expired=None if on_refused is None else lambda: on_refused(late),
+        )
         # The capped methods (Push): as many workers as calls admitted, so none waits.
         # At least one: a cap of 0 (refuse everything) is a valid setting.
         self._capped = Lane(
@@ -154,6 +173,7 @@ class GrpcServer:
             Lane(InflightGate(SERVICE_THREADS)),
             self._pool(REFUSAL_THREADS, "grpc-refusal"),
             limits.retry_after_sec,
+            on_refused,
         )
         self._server = grpc.server(
             self._pool(SERVICE_THREADS, "grpc-service"),

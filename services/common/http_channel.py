@@ -116,6 +116,9 @@ class JsonErrorTask(ErrorTask):  # type: ignore[misc]
         )
         if exc.retry_after_seconds is not None:
             self.response_headers.append(("Retry-After", str(exc.retry_after_seconds)))
+        on_refused = self.channel.server.on_refused
+        if on_refused is not None:
+            on_refused(exc)
         if not isinstance(err, Overloaded):
             # A shed request was read whole: its connection can carry the next one.
             self.set_close_on_finish()

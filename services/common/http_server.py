@@ -26,6 +26,7 @@ from typing import Any
 from waitress.server import TcpWSGIServer
 
 from services.common.config import ConnectionsConfig, LimitsConfig, ListenConfig
+from services.common.errors import LogOpsError
 from services.common.http_channel import ChannelPolicy, HardenedChannel
 
 log = logging.getLogger(__name__)
@@ -42,8 +43,16 @@ DiedCallback = Callable[[str, BaseException | None], None]
 class HardenedServer(TcpWSGIServer):  # type: ignore[misc]
     channel_class = HardenedChannel
 
-    def __init__(self, app: Any, policy: ChannelPolicy, max_queued: int, **adjustments: Any):
+    def __init__(
+        self,
+        app: Any,
+        policy: ChannelPolicy,
+        max_queued: int,
+        on_refused: Callable[[LogOpsError], None] | None,
+        **adjustments: Any,
+    ):
         self.policy = policy
+        self.on_refused = on_refused
         self.max_queued = max_queued
         super().__init__(app, **adjustments)
 
@@ -88,7 +97,10 @@ class HttpServer:
         limits: LimitsConfig,
         connections: ConnectionsConfig,
         on_died: DiedCallback | None = None,
+        on_refused: Callable[[LogOpsError], None] | None = None,
     ) -> None:
+        """``on_refused`` hears of the refusals made before the app sees a request:
+        shed pushes, missed deadlines, bad framing, oversized heads and bodies."""
         policy = ChannelPolicy(
             body_limit=limits.max_body_bytes,
             header_timeout=connections.header_timeout_sec,
@@ -102,6 +114,7 @@ class HttpServer:
             policy,
             # Queued and running pushes together: past the in-flight cap, shed.
             max_queued=limits.max_inflight,
+            on_refused=on_refused,
             host=listen.host,
             port=listen.port,
             threads=threads,

@@ -71,6 +71,15 @@ class IngestCore:
         """Not ready for good (a front stopped serving): the process is about to stop."""
         self._failure = problem
 
+    def refusal_counter(self, front: str) -> Callable[[LogOpsError], None]:
+        """For refusals a front's server makes before the core sees the request (over
+        its in-flight cap, a deadline missed, bad framing): counted as ``handle`` counts."""
+
+        def refused(exc: LogOpsError) -> None:
+            self._observer.request_done(front, exc.code, 0.0, 0)
+
+        return refused
+
     def check_ready(self) -> None:
         """Raise the same 503 a push would get while the sink cannot be written."""
         problem = self.readiness()

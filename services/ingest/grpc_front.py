@@ -68,7 +68,7 @@ def create_grpc_server(
     core: IngestCore, cfg: IngestConfig
 ) -> tuple[GrpcServer, int, health.HealthServicer]:
     """Build (not start) the gRPC server; returns it, the bound port and its health servicer."""
-    server = GrpcServer(cfg.limits, cfg.connections)
+    server = GrpcServer(cfg.limits, cfg.connections, on_refused=core.refusal_counter("grpc"))
     server.add_service(log_service_handler(LogServicePush(core)), capped=(PUSH_METHOD,))
     health_servicer = server.add_health((SERVICE_NAME,))
     if cfg.grpc_reflection:

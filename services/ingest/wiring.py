@@ -85,6 +85,7 @@ class IngestGateway:
             self.cfg.limits,
             self.cfg.connections,
             on_died=self._front_died,
+            on_refused=self.core.refusal_counter("http"),
         )
         self._grpc.start()
         self._http.start()

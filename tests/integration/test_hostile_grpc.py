@@ -144,6 +144,10 @@ def test_one_connection_with_silent_streams_does_not_starve_other_clients(
     assert endings == {grpc.StatusCode.CANCELLED: 3 * cap}
     timeouts = [r for r in caplog.records if getattr(r, "event", "") == "message_timeout"]
     assert len(timeouts) == 3 * cap
+    late = gw.registry.get_sample_value(
+        "logops_ingest_requests_total", {"front": "grpc", "code": "DEADLINE_EXCEEDED"}
+    )
+    assert late == 3 * cap
     assert pushes >= 1
     assert threads <= inflight + REFUSAL_THREADS + SERVICE_THREADS
 
@@ -184,6 +188,10 @@ def test_calls_over_the_cap_are_refused_at_once_in_the_contract_shape(
         assert _rich_status(info.value)[0] == "overloaded"
         flood = [good.unary_unary(PUSH).future(_request(), timeout=120) for _ in range(300)]
         assert Counter(f.code() for f in flood) == {grpc.StatusCode.UNAVAILABLE: 300}
+        refused = gw.registry.get_sample_value(
+            "logops_ingest_requests_total", {"front": "grpc", "code": "UNAVAILABLE"}
+        )
+        assert refused is not None and refused >= 302  # counted, though the core never saw them
         # Health and reflection run on threads of their own.
         assert _serving(good)
         assert "logops.v1.LogService" in _reflected_services(good)
@@ -293,8 +301,18 @@ def test_grpc_takes_a_batch_as_large_as_http_takes_and_no_larger(
         )
         with pytest.raises(grpc.RpcError) as info:
             _push(channel, _request(_batch_of(limit + 1, "over")), compression=compression)
-    # grpc core refuses the message before our code sees it, so without ErrorInfo; the
-    # client library reads the code as the same too_large HTTP gives.
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert _rich_status(info.value)[:2] == ("too_large", "logops")
+
+
+def test_a_message_far_over_the_limit_is_refused_by_grpc_core_before_buffering(
+    gateway: IngestGateway,
+) -> None:
+    """Past the slack, grpc core refuses the message itself (no ErrorInfo can be added
+    there); the client library still reads it as the too_large HTTP gives."""
+    limit = gateway.cfg.limits.max_body_bytes
+    with _channel(gateway) as channel, pytest.raises(grpc.RpcError) as info:
+        _push(channel, _request(_batch_of(limit + 128 * 1024, "far-over")))
     assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert error_from_rpc(info.value).reason == "too_large"
 

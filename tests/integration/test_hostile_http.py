@@ -46,6 +46,13 @@ def _push_ok(gw: IngestGateway, n: int = 3) -> int:
     return ok
 
 
+def _requests(gw: IngestGateway, code: str) -> float:
+    value = gw.registry.get_sample_value(
+        "logops_ingest_requests_total", {"front": "http", "code": code}
+    )
+    return value or 0.0
+
+
 def _connect(gw: IngestGateway, port: int | None = None) -> socket.socket:
     assert gw.addresses is not None
     sock = socket.create_connection(("127.0.0.1", port or gw.addresses.http_port), timeout=10)
@@ -185,6 +192,7 @@ def test_a_body_that_trickles_gets_408_and_nothing_is_stored(
     status, headers, body = _response(sock)
     assert (status, body["error"]["reason"]) == (408, "request_timeout")
     assert headers["connection"] == "close"
+    assert _requests(gw, "DEADLINE_EXCEEDED") == 1
     assert _push_ok(gw) == 6
     assert all(line["msg"] == "good client" for line in stored_lines(tmp_path / "sink"))
 
@@ -229,6 +237,7 @@ def test_a_flood_of_pushes_is_shed_with_503_not_queued(start_gateway: GatewayFac
     assert len(refusals) == 16
     assert all(r.reason == "overloaded" and r.retry_after == 1 for r in refusals)
     assert admitted() == 20
+    assert _requests(gw, "UNAVAILABLE") == 16  # shed before the core, and still counted
 
 
 def _raw(gw: IngestGateway, payload: bytes) -> tuple[int, dict[str, str], dict[str, Any]]:

@@ -7,7 +7,12 @@ from google.protobuf import wrappers_pb2
 from logops.v1 import logs_pb2
 
 from services.common.config import ConnectionsConfig, LimitsConfig
-from services.common.grpc_server import embedded_length, request_size_limit, server_options
+from services.common.grpc_server import (
+    MESSAGE_SLACK,
+    embedded_length,
+    request_size_limit,
+    server_options,
+)
 
 
 @pytest.mark.parametrize("n", [1, 127, 128, 16_383, 16_384, 2**21 - 1, 2**21, 4_194_304])
@@ -58,7 +63,7 @@ def test_options_follow_the_config() -> None:
         grpc_max_streams_per_connection=8,
     )
     options = dict(server_options(limits, conns))
-    assert options["grpc.max_receive_message_length"] == request_size_limit(1000)
+    assert options["grpc.max_receive_message_length"] == request_size_limit(1000) + MESSAGE_SLACK
     assert options["grpc.max_concurrent_streams"] == 8
     assert options["grpc.server_handshake_timeout_ms"] == 2500
     assert options["grpc.max_connection_idle_ms"] == 60_000
