@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 _CHUNK_FRAMING_SLACK = 64 * 1024
 # Idle connections closed per second at the connection cap (nginx closes up to 32).
 _ROOM_PER_TICK = 32
+# Connections accepted per loop turn at most.
+_ACCEPT_BATCH = 64
 
 DiedCallback = Callable[[str, BaseException | None], None]
 
@@ -65,6 +67,24 @@ class HardenedServer(TcpWSGIServer):  # type: ignore[misc]
             idle = sorted((c for c in channels if c.idle()), key=lambda c: c.last_activity)
             for channel in idle[:_ROOM_PER_TICK]:
                 channel.close_now()
+
+    def handle_accept(self) -> None:
+        """Accept every pending connection, up to a batch (nginx's ``multi_accept``):
+        waitress takes one a loop turn, so a burst of hostile connections would queue
+        good clients behind it for seconds."""
+        for _ in range(_ACCEPT_BATCH):
+            if len(self._map) >= self.adj.connection_limit:
+                return
+            try:
+                accepted = self.accept()
+                if accepted is None:
+                    return  # no more pending
+                conn, addr = accepted
+                self.set_socket_options(conn)
+            except OSError:
+                # A peer gone before accept, or out of descriptors: try on the next turn.
+                return
+            self.channel_class(self, conn, self.fix_addr(addr), self.adj, map=self._map)
 
     def add_task(self, channel: HardenedChannel) -> None:
         td = self.task_dispatcher
