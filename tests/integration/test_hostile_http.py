@@ -9,6 +9,7 @@ the tests run in seconds; nothing here asserts a duration.
 from __future__ import annotations
 
 import http.client
+import os
 import socket
 import threading
 import time
@@ -79,6 +80,10 @@ def _closed_by_server(sock: socket.socket, within: float = 15.0) -> bool:
     return True
 
 
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
 def _need_fds(n: int) -> None:
     if raise_fd_limit() < n:
         pytest.skip(f"needs {n} file descriptors; the hard limit is lower")
@@ -109,12 +114,15 @@ def test_descriptors_past_1023_leave_the_http_front_serving(start_gateway: Gatew
     _need_fds(4096)
     gw = start_gateway()
     assert gw.addresses is not None
+    fds_before = _open_fds()
     with _sockets() as idle:
         for _ in range(1100):
             idle.append(_connect(gw, gw.addresses.grpc_port))
         assert _push_ok(gw) == 6
     assert _push_ok(gw) == 6
     assert gw.failure is None
+    assert len(stored_lines(gw.cfg.sink.dir)) == 12
+    assert _wait(lambda: _open_fds() <= fds_before + 8), (fds_before, _open_fds())
 
 
 def test_a_dead_http_loop_makes_the_gateway_unready_and_reports_it(
@@ -153,9 +161,11 @@ def test_idle_and_slowloris_connections_are_closed_and_good_clients_served(
 ) -> None:
     """1,200 hostile connections: half never speak, half send a header byte now and
     then. The good client is served throughout; every hostile one is closed, the slow
-    ones with a 408 in the JSON error shape."""
+    ones with a 408 in the JSON error shape; every acknowledged push is stored, and the
+    descriptors come back once the attack is over."""
     _need_fds(4096)
     gw = start_gateway(**FAST)
+    fds_before = _open_fds()
     with _sockets() as idle, _sockets() as slow:
         for i in range(1200):
             (idle if i % 2 else slow).append(_connect(gw))
@@ -172,6 +182,10 @@ def test_idle_and_slowloris_connections_are_closed_and_good_clients_served(
         assert body["error"]["reason"] == "request_timeout"
         assert all(_closed_by_server(sock) for sock in slow)
     assert _push_ok(gw) == 6
+    assert len(stored_lines(gw.cfg.sink.dir)) == 12
+    # The server's side of every hostile connection is closed: its descriptors are back
+    # (a few may differ: client connections of the good pushes, log files).
+    assert _wait(lambda: _open_fds() <= fds_before + 8), (fds_before, _open_fds())
 
 
 def test_a_body_that_trickles_gets_408_and_nothing_is_stored(
