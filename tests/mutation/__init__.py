@@ -1,0 +1,1 @@
+"""Mutation testing support (``make mutation``): a pytest plugin and the score report."""
