@@ -537,16 +537,19 @@ j_record(Cursor *c, Flat *f, Member *top, Buf *arena)
         j_members(c, top, MAX_MEMBERS, &n, &escaped, arena) < 0) {
         return -1;
     }
-    int fields = -1;
+    /* orjson keeps the last of members with the same name (in the first one's place),
+     * and flatten() then sees only that one: a second "fields" member of any type
+     * decides between expanding and storing it, so Python decides. */
+    int fields = -1, named_fields = 0;
     for (int i = 0; i < n && i < MAX_MEMBERS; i++) {
         const Value *v = &top[i].value;
-        if (v->kind == V_OTHER && v->text.p[0] == '{' && span_eq(top[i].key, "fields")) {
-            f->off_path |= fields >= 0;
-            fields = i;
+        if (span_eq(top[i].key, "fields")) {
+            named_fields++;
+            fields = v->kind == V_OTHER && v->text.p[0] == '{' ? i : fields;
         }
     }
-    f->off_path |= escaped || n > MAX_MEMBERS;
-    if (fields >= 0) {
+    f->off_path |= escaped || n > MAX_MEMBERS || named_fields > 1;
+    if (fields >= 0 && !f->off_path) {
         const Span obj = top[fields].value.text;
         Cursor sub = {obj.p, obj.p + obj.n, c->trusted};
         Member inner[MAX_MEMBERS];

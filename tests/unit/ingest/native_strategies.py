@@ -2,7 +2,8 @@
 
 Values of every kind the normaliser meets: timestamps in many forms, level spellings,
 messages with and without addresses, odd types, field names that collide with fixed
-keys, raw lines in every format, and whole batches of them.
+keys, raw lines in every format, and whole batches of them; and JSON record texts that
+give a member name more than once, which no dict can.
 """
 
 from __future__ import annotations
@@ -290,3 +291,79 @@ def batches(draw: st.DrawFn) -> Batch:
         default_format=draw(DEFAULT_FORMATS),
         rejections=rejections if draw(st.booleans()) else [],
     )
+
+
+# --- JSON text with repeated member names -----------------------------------------------
+
+# JSON allows a name twice in one object: orjson keeps the last value, in the place of the
+# first, and only then is a "fields" object merged. A reader of the text must agree.
+REPEATED_NAMES = st.one_of(
+    st.just("fields"),
+    st.sampled_from(
+        [
+            *("msg", "message", "log", "text", "ts", "timestamp", "@timestamp", "level", "lvl"),
+            *("severity", "syslog_severity", "service", "seq", "format", "raw", "src_ts"),
+            *("src_level", "emitter", "user"),
+        ]
+    ),
+)
+NAMED_VALUES = st.one_of(JSON_VALUES, MSG_TEXT, TS_TEXT, LEVEL_TEXT, SEQ_VALUES)
+
+
+def value_json(value: Any) -> str:
+    """``value`` as JSON text; what JSON cannot hold (an infinity, a lone surrogate) would
+    spoil the whole body, so a string stands in for it."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False, default=str)
+        text.encode()
+    except (ValueError, UnicodeEncodeError):
+        return '"not JSON"'
+    return text
+
+
+def object_json(members: list[tuple[str, str]]) -> str:
+    """A JSON object written member by member, every repeated name kept."""
+    return "{" + ",".join(f"{value_json(name)}:{text}" for name, text in members) + "}"
+
+
+def _members(rec: dict[Any, Any]) -> list[tuple[str, str]]:
+    return [(k, value_json(v)) for k, v in rec.items() if type(k) is str]
+
+
+# A "fields" object without repeated names of its own.
+PLAIN_FIELDS = st.dictionaries(
+    st.sampled_from(["region", "trace_id", "pid", "fields"]), NAMED_VALUES, max_size=3
+).map(_members)
+
+
+@st.composite
+def repeated_members(draw: st.DrawFn, nested: bool = True) -> list[tuple[str, str]]:
+    """A record's members as JSON text, one name given two or three times: ``fields``
+    (an object, or any other value, in any order), a fixed key, an alias or a plain
+    name. ``nested``: a ``fields`` object may repeat names of its own, or the record's."""
+    # Typical records mostly: the C path takes them, where odd pairs often go to Python.
+    base = draw(st.one_of(TYPICAL, TYPICAL, pairs().map(dict), st.just({})))
+    members = _members(base)
+    names = [name for name, _ in members]
+    name = draw(st.one_of(REPEATED_NAMES, st.sampled_from(names)) if names else REPEATED_NAMES)
+    for _ in range(draw(st.integers(2, 3)) - (name in names)):
+        if name == "fields" and nested and draw(st.booleans()):
+            value = object_json(draw(st.one_of(PLAIN_FIELDS, repeated_members(nested=False))))
+        else:
+            value = value_json(draw(NAMED_VALUES))
+        members.insert(draw(st.integers(0, len(members))), (name, value))
+    return members
+
+
+@st.composite
+def repeated_fields(draw: st.DrawFn) -> list[tuple[str, str]]:
+    """A typical record with ``fields`` two or three times, objects and other values in
+    any order: the C path takes the record, so only the repeated name can tell."""
+    members = _members(draw(TYPICAL))
+    values = st.one_of(PLAIN_FIELDS.map(object_json), NAMED_VALUES.map(value_json))
+    for value in draw(st.lists(values, min_size=2, max_size=3)):
+        members.insert(draw(st.integers(0, len(members))), ("fields", value))
+    return members
+
+
+REPEATED_NAME_RECORDS = st.one_of(repeated_members(), repeated_fields()).map(object_json)

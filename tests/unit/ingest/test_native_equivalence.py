@@ -46,6 +46,7 @@ from tests.unit.ingest.native_strategies import (
     MSG_TEXT,
     RAW_JSON,
     RAW_LINES,
+    REPEATED_NAME_RECORDS,
     TS_TEXT,
     TYPICAL,
     batches,
@@ -472,6 +473,52 @@ def test_json_bodies_are_byte_identical(
 ) -> None:
     note(f"{body=}")
     assert_same_json(body, headers, pii)
+
+
+REPEATED_NAME_TEXTS = [
+    pytest.param('{"msg":"m","fields":{"a":1},"fields":"s"}', id="fields-object-then-string"),
+    pytest.param('{"msg":"m","fields":"s","fields":{"a":1}}', id="fields-string-then-object"),
+    pytest.param('{"fields":{"a":1},"msg":"m","fields":{"b":2}}', id="fields-object-twice"),
+    pytest.param('{"fields":{"a":1},"fields":[1],"a":2}', id="fields-object-then-array"),
+    pytest.param('{"fields":{"ts":"x"},"fields":null}', id="fields-object-then-null"),
+    pytest.param('{"fields":"s","fields":{"a":1},"fields":"t"}', id="fields-three-times"),
+    pytest.param('{"fields":{"a":1,"a":"2"},"msg":"m"}', id="name-twice-inside-fields"),
+    pytest.param('{"fields":{"msg":"f","msg":""},"msg":"m"}', id="msg-twice-inside-fields"),
+    pytest.param('{"fields":{"a":1},"a":2,"a":3}', id="fields-member-given-twice-on-top"),
+    pytest.param('{"fields":{"fields":{"a":1}},"fields":{"b":2}}', id="fields-inside-fields"),
+    pytest.param('{"msg":"a","msg":"b"}', id="msg-twice"),
+    pytest.param('{"msg":"a","level":"info","msg":""}', id="msg-then-empty-msg"),
+    pytest.param('{"ts":"2024-03-12T14:05:09.482Z","ts":"junk"}', id="ts-twice"),
+    pytest.param('{"ts":"junk","src_ts":1,"ts":"2024-03-12T14:05:09.482Z"}', id="ts-src-ts"),
+    pytest.param('{"level":"info","level":"bogus"}', id="level-twice"),
+    pytest.param('{"message":"a","msg":"b"}', id="alias-and-msg"),
+    pytest.param('{"message":"a","message":"b","msg":""}', id="alias-twice-msg-empty"),
+    pytest.param('{"lvl":"warn","level":null,"lvl":"error"}', id="level-alias-twice"),
+    pytest.param('{"timestamp":"x","ts":null,"timestamp":"2024-03-12T14:05:09.482Z"}'),
+    pytest.param('{"emitter":"a","emitter":"b","src_emitter":"c"}', id="fixed-key-twice"),
+    pytest.param('{"seq":1,"seq":"2"}', id="seq-twice"),
+    pytest.param('{"raw":"k=v","raw":null,"msg":"m"}', id="raw-then-null"),
+]
+
+
+@pytest.mark.parametrize("text", REPEATED_NAME_TEXTS)
+@pytest.mark.parametrize("pii", PII_CONFIGS[::2], ids=_pii_id)
+def test_repeated_names_are_read_as_orjson_reads_them(text: str, pii: PiiConfig) -> None:
+    # orjson keeps the last value of a repeated name, in the place of the first.
+    body = f'[{text},{{"msg":"after"}}]'.encode()
+    assert normaliser(pii, fast=True).json_batch(body) is not None
+    assert_same_json(body, {}, pii)
+
+
+@examples(150)
+@given(
+    records=st.lists(REPEATED_NAME_RECORDS, min_size=1, max_size=6),
+    pii=st.sampled_from(PII_CONFIGS),
+)
+def test_repeated_names_in_generated_records_match(records: list[str], pii: PiiConfig) -> None:
+    body = ("[" + ",".join(records) + "]").encode()
+    note(f"{body=}")
+    assert_same_json(body, {}, pii)
 
 
 # --- 4. Sharp edges, one example each ---------------------------------------------------
