@@ -19,6 +19,11 @@
  * decides only what it can decide exactly; tests/unit/ingest/test_native_*.py compare
  * both paths on generated and mutated input.
  *
+ * The types and functions are public, so none trusts its caller: a span is read as
+ * strictly as a whole body, an object whose __init__ did not run refuses, a callback's
+ * answer is type-checked, and a dict record's values are held while callbacks run.
+ * `make sanitize` runs the tests under AddressSanitizer and UBSan.
+ *
  * One translation unit: the parts in csrc/ are included below, in dependency order.
  */
 #define PY_SSIZE_T_CLEAN
@@ -43,6 +48,11 @@ static int
 run_begin(Run *r, Engine *e, PyObject *ctx)
 {
     memset(r, 0, sizeof *r);
+    if (!e->ready) {
+        PyErr_SetString(PyExc_RuntimeError, "Engine.__init__ did not run or failed");
+        return -1;
+    }
+    e->busy++;
     r->e = e;
     PyObject *head, *tail, *fmt, *ingest_ts;
     if (!PyArg_ParseTuple(ctx, "SSSUOO:ctx", &head, &tail, &fmt, &ingest_ts, &r->ts_fn,
@@ -68,7 +78,11 @@ run_free(Run *r)
     buf_free(&r->out);
     buf_free(&r->scratch1);
     buf_free(&r->scratch2);
-    Py_XDECREF(r->rejections);
+    Py_CLEAR(r->rejections);
+    if (r->e != NULL) {
+        r->e->busy--;
+        r->e = NULL;
+    }
 }
 
 /* (data, accepted, level counts, missing counts, rejections) */
@@ -188,6 +202,22 @@ scratch_free(Scratch *s)
     PyMem_Free(s);
 }
 
+/* The next field of a LogBatch: 1 (and its bytes) for a record, 0 for another field,
+ * -1 when it does not read. */
+static int
+next_record(const char **p, const char *end, Span *span)
+{
+    uint32_t field;
+    int wt;
+    if (read_tag(p, end, &field, &wt) < 0) {
+        return -1;
+    }
+    if (field != 5) {
+        return skip_field(p, end, wt) < 0 ? -1 : 0;
+    }
+    return wt == WT_LEN && read_len(p, end, span) == 0 ? 1 : -1;
+}
+
 static int
 wire_records(Run *r, const WireBatch *b)
 {
@@ -199,22 +229,18 @@ wire_records(Run *r, const WireBatch *b)
     Py_ssize_t index = 0;
     int rc = 0;
     while (rc >= 0 && p < end) {
-        uint32_t field = 0;
-        int wt = 0;
         Span span;
-        /* The bytes were checked by wire_batch: these reads cannot fail. */
-        if (read_tag(&p, end, &field, &wt) < 0) {
-            break;
+        int kind = next_record(&p, end, &span);
+        /* wire_batch checked these bytes; they fail to read only if a callback changed
+         * them since (a bytearray body): refused then, never read past the end. */
+        if (kind < 0 || (kind == 1 && read_record(span, &sc->wire, 0) < 0)) {
+            PyErr_SetString(PyExc_ValueError, "the body changed while it was read");
+            rc = -1;
         }
-        if (field != 5) {
-            skip_field(&p, end, wt);
-            continue;
+        else if (kind == 1) {
+            wire_flat(&sc->wire, &sc->flat);
+            rc = flat_or_slow(r, &sc->flat, index++, wire_record_dict, span, NULL);
         }
-        if (read_len(&p, end, &span) < 0 || read_record(span, &sc->wire, 0) < 0) {
-            break;
-        }
-        wire_flat(&sc->wire, &sc->flat);
-        rc = flat_or_slow(r, &sc->flat, index++, wire_record_dict, span, NULL);
     }
     scratch_free(sc);
     return rc < 0 ? -1 : 0;
@@ -242,6 +268,16 @@ engine_normalise_wire(Engine *self, PyObject *args)
     return run_finish(&r, ok, &view);
 }
 
+/* A span that is not a records array scan_json would take: refused, whatever it holds. */
+static int
+not_scanned_records(void)
+{
+    if (!PyErr_Occurred()) {
+        PyErr_SetString(PyExc_ValueError, "records are not the ones scan_json read");
+    }
+    return -1;
+}
+
 static int
 json_records(Run *r, Cursor *c, PyObject *load)
 {
@@ -257,15 +293,20 @@ json_records(Run *r, Cursor *c, PyObject *load)
             j_ws(c);
             const char *start = c->p;
             if (c->p >= c->end || *c->p != '{' || j_record(c, &sc->flat, sc->top, &sc->arena) < 0) {
-                if (!PyErr_Occurred()) {
-                    PyErr_SetString(PyExc_ValueError, "records are not the ones scan_json read");
-                }
-                rc = -1;
+                rc = not_scanned_records();
                 break;
             }
             Span text = {start, c->p - start};
             rc = flat_or_slow(r, &sc->flat, index++, json_record_dict, text, load);
         } while (rc >= 0 && j_byte(c, ','));
+        /* The span must be the whole array, as scan_json framed it. */
+        if (rc >= 0 && !j_byte(c, ']')) {
+            rc = not_scanned_records();
+        }
+    }
+    j_ws(c);
+    if (rc >= 0 && c->p != c->end) {
+        rc = not_scanned_records();
     }
     scratch_free(sc);
     return rc < 0 ? -1 : 0;
@@ -286,7 +327,7 @@ engine_normalise_json(Engine *self, PyObject *args)
         return NULL;
     }
     Run r;
-    Cursor c = {(char *)view.buf + start, (char *)view.buf + end, 1};
+    Cursor c = {(char *)view.buf + start, (char *)view.buf + end};
     int ok = run_begin(&r, self, ctx) == 0 && json_records(&r, &c, load) == 0;
     return run_finish(&r, ok, &view);
 }
@@ -325,6 +366,11 @@ engine_init(Engine *self, PyObject *args, PyObject *kwds)
     PyObject *levels, *names, *level_fn, *hash_fn, *mask_fn, *dumps, *loads, *reserved;
     int mode;
     Py_ssize_t max_chars;
+    if (self->busy) {
+        PyErr_SetString(PyExc_RuntimeError, "Engine.__init__ called while the engine runs");
+        return -1;
+    }
+    self->ready = 0;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O!OiOOOOO!n", kwlist, &PyDict_Type, &levels,
                                      &PyTuple_Type, &names, &level_fn, &mode, &hash_fn,
                                      &mask_fn, &dumps, &loads, &PyFrozenSet_Type, &reserved,
@@ -363,7 +409,11 @@ engine_init(Engine *self, PyObject *args, PyObject *kwds)
             return -1;
         }
     }
-    return check_fixed_keys(reserved) < 0 ? -1 : level_table_fill(self);
+    if (check_fixed_keys(reserved) < 0 || level_table_fill(self) < 0) {
+        return -1;
+    }
+    self->ready = 1;
+    return 0;
 }
 
 static int

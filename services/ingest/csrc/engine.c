@@ -38,6 +38,12 @@ typedef struct {
     PyObject *reserved;    /* frozenset of the fixed output keys */
     int mask_mode;         /* 0 off, 1 mask, 2 hash */
     Py_ssize_t max_chars;
+    /* __init__ succeeded: Engine.__new__ alone leaves every member NULL, and a failed
+     * __init__ may leave the members below half set. */
+    int ready;
+    /* Calls running (a callback may call another method of the same engine, or give
+     * the GIL to another thread that does): __init__ must not swap what they read. */
+    Py_ssize_t busy;
     /* The six names as UTF-8 (owned by level_names), and `levels` as a C hash table. */
     const char *level_text[6];
     Py_ssize_t level_len[6];
@@ -74,6 +80,19 @@ typedef struct {
     Py_ssize_t missing[4];
     PyObject *rejections;
 } Run;
+
+/* The UTF-8 of a str that a callback returned, or NULL with TypeError for anything else
+ * (the callbacks are arguments of Engine(), so their results are checked, not trusted). */
+static const char *
+str_result(PyObject *res, const char *callback, Py_ssize_t *n)
+{
+    if (!PyUnicode_Check(res)) {
+        PyErr_Format(PyExc_TypeError, "%s must return str, not %.100s", callback,
+                     Py_TYPE(res)->tp_name);
+        return NULL;
+    }
+    return PyUnicode_AsUTF8AndSize(res, n);
+}
 
 static void
 count_missing(Run *r, int flags)

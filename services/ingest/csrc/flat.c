@@ -277,7 +277,7 @@ flat_stamp(Run *r, const Flat *f, Stamp *st)
         }
         else {
             st->ts_obj = res;
-            if ((st->ts = PyUnicode_AsUTF8AndSize(res, &st->ts_n)) == NULL) {
+            if ((st->ts = str_result(res, "ts_fn", &st->ts_n)) == NULL) {
                 return -1;
             }
         }

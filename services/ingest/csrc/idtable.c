@@ -120,6 +120,17 @@ id_evict_oldest(IdTable *t)
     t->count--;
 }
 
+/* IdTable.__new__ alone (or a failed __init__) leaves no ring and no index to probe. */
+static int
+id_ready(const IdTable *t)
+{
+    if (t->entries == NULL || t->index == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "IdTable.__init__ did not run or failed");
+        return 0;
+    }
+    return 1;
+}
+
 static int
 id_digest(PyObject *digest, uint64_t *k0, uint64_t *k1)
 {
@@ -140,7 +151,8 @@ idtable_put(IdTable *t, PyObject *args)
     unsigned int accepted, rejected;
     uint64_t k0, k1;
     size_t slot;
-    if (!PyArg_ParseTuple(args, "OII", &digest, &accepted, &rejected) ||
+    /* Checked after the arguments: converting them may run Python code (__index__). */
+    if (!PyArg_ParseTuple(args, "OII", &digest, &accepted, &rejected) || !id_ready(t) ||
         id_digest(digest, &k0, &k1) < 0) {
         return NULL;
     }
@@ -171,7 +183,7 @@ idtable_get(IdTable *t, PyObject *digest)
 {
     uint64_t k0, k1;
     size_t slot;
-    if (id_digest(digest, &k0, &k1) < 0) {
+    if (!id_ready(t) || id_digest(digest, &k0, &k1) < 0) {
         return NULL;
     }
     if (!id_find(t, k0, k1, &slot)) {
@@ -179,6 +191,17 @@ idtable_get(IdTable *t, PyObject *digest)
     }
     const IdEntry *e = id_entry_at(t, slot);
     return Py_BuildValue("(II)", e->accepted, e->rejected);
+}
+
+/* Back to the state of IdTable.__new__: nothing held, every method refuses. */
+static void
+id_free(IdTable *t)
+{
+    PyMem_RawFree(t->entries);
+    PyMem_RawFree(t->index);
+    t->entries = NULL;
+    t->index = NULL;
+    t->cap = t->head = t->count = t->max_ids = t->mask = 0;
 }
 
 static int
@@ -193,26 +216,25 @@ idtable_init(IdTable *t, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_ValueError, "max_ids must be from 1 to 2**30");
         return -1;
     }
-    PyMem_RawFree(t->entries);
-    PyMem_RawFree(t->index);
-    t->max_ids = (size_t)max_ids;
-    t->cap = t->max_ids < 1024 ? t->max_ids : 1024;
-    t->head = t->count = 0;
-    t->mask = 2047;
-    t->entries = PyMem_RawMalloc(t->cap * sizeof(IdEntry));
-    t->index = PyMem_RawCalloc(t->mask + 1, sizeof(uint32_t));
+    id_free(t);
+    size_t cap = (size_t)max_ids < 1024 ? (size_t)max_ids : 1024;
+    t->entries = PyMem_RawMalloc(cap * sizeof(IdEntry));
+    t->index = PyMem_RawCalloc(2048, sizeof(uint32_t));
     if (t->entries == NULL || t->index == NULL) {
+        id_free(t);
         PyErr_NoMemory();
         return -1;
     }
+    t->max_ids = (size_t)max_ids;
+    t->cap = cap;
+    t->mask = 2047;
     return 0;
 }
 
 static void
 idtable_dealloc(IdTable *t)
 {
-    PyMem_RawFree(t->entries);
-    PyMem_RawFree(t->index);
+    id_free(t);
     Py_TYPE(t)->tp_free((PyObject *)t);
 }
 
@@ -225,7 +247,8 @@ idtable_len(IdTable *t)
 static PyObject *
 idtable_nbytes(IdTable *t, void *closure)
 {
-    return PyLong_FromSize_t(t->cap * sizeof(IdEntry) + (t->mask + 1) * sizeof(uint32_t));
+    size_t slots = t->index == NULL ? 0 : t->mask + 1;
+    return PyLong_FromSize_t(t->cap * sizeof(IdEntry) + slots * sizeof(uint32_t));
 }
 
 static PyMethodDef idtable_methods[] = {

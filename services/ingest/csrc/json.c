@@ -9,14 +9,18 @@
 
 /* A strict reader (RFC 8259, as orjson reads it): anything orjson would refuse or read
  * differently (a lone surrogate escape, a number out of double range, nesting past
- * MAX_DEPTH) makes the body "not readable here" and the Python path decides. */
+ * MAX_DEPTH) makes the body "not readable here" and the Python path decides.
+ *
+ * Every pass checks the text again, also the second one over a body that scan_json
+ * already read: Engine.normalise_json is callable with any bytes and span, and a reader
+ * that trusted an earlier pass would read past the end of a truncated escape. Checking
+ * costs nothing measurable beside writing the lines. */
 
 enum { MAX_DEPTH = 512 };
 
 typedef struct {
     const char *p;
     const char *end;
-    int trusted; /* the text was checked by an earlier pass: find ends, check nothing */
 } Cursor;
 
 static void
@@ -85,42 +89,8 @@ j_unicode_escape(const char *p, const char *end, unsigned *cp, int *len)
 /* A string at the opening quote: its raw content, and whether it holds escapes.
  * Checks control characters, escapes and UTF-8 in the same pass. */
 static int
-j_string_trusted(Cursor *c, Span *raw, int *escaped)
-{
-    const char *p = c->p + 1, *end = c->end, *start = p;
-    *escaped = 0;
-    while (p < end) {
-        if (end - p >= 8) {
-            uint64_t w;
-            memcpy(&w, p, 8);
-            uint64_t hits = has_byte(w, '"') | has_byte(w, '\\');
-            if (!hits) {
-                p += 8;
-                continue;
-            }
-            p += first_hit(hits);
-        }
-        if (*p == '"') {
-            raw->p = start;
-            raw->n = p - start;
-            c->p = p + 1;
-            return 0;
-        }
-        if (*p == '\\') {
-            *escaped = 1;
-            p++; /* the escaped character is skipped below; \uXXXX digits are plain */
-        }
-        p++;
-    }
-    return -1;
-}
-
-static int
 j_string(Cursor *c, Span *raw, int *escaped)
 {
-    if (c->trusted) {
-        return j_string_trusted(c, raw, escaped);
-    }
     const char *p = c->p + 1, *end = c->end, *start = p;
     *escaped = 0;
     while (p < end) {
@@ -178,10 +148,13 @@ j_string(Cursor *c, Span *raw, int *escaped)
     return -1;
 }
 
-/* The text of a checked string, escapes undone, into `out` (room for raw.n bytes). */
+/* The text of a string read by j_string, escapes undone, into `out` (room for raw.n
+ * bytes: no escape is shorter than what it stands for). Returns the length, or -1 for
+ * an escape j_string would have refused: this function is safe on its own. */
 static Py_ssize_t
 j_unescape(Span raw, char *out)
 {
+    static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
     const char *p = raw.p, *end = raw.p + raw.n;
     char *o = out;
     while (p < end) {
@@ -189,16 +162,23 @@ j_unescape(Span raw, char *out)
             *o++ = *p++;
             continue;
         }
-        char e = p[1];
-        if (e != 'u') {
-            static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
-            *o++ = to[strchr(from, e) - from];
+        if (end - p < 2 || p[1] == '\0') {
+            return -1; /* strchr() would find the terminating NUL */
+        }
+        if (p[1] != 'u') {
+            const char *hit = strchr(from, p[1]);
+            if (hit == NULL) {
+                return -1;
+            }
+            *o++ = to[hit - from];
             p += 2;
             continue;
         }
         unsigned cp;
         int len;
-        j_unicode_escape(p, end, &cp, &len);
+        if (j_unicode_escape(p, end, &cp, &len) < 0) {
+            return -1;
+        }
         p += len;
         if (cp < 0x80) {
             *o++ = (char)cp;
@@ -268,7 +248,7 @@ j_number(Cursor *c, Value *v)
     v->text.p = start;
     v->text.n = c->p - start;
     v->kind = integer ? V_INT : V_OTHER;
-    if (!c->trusted && (!integer || v->text.n > 18)) {
+    if (!integer || v->text.n > 18) {
         char tmp[400];
         if (v->text.n >= (Py_ssize_t)sizeof tmp) {
             return -1;
@@ -457,7 +437,7 @@ j_batch_object(Cursor *c, JsonBatch *b, const char *base)
 static int
 json_batch(const char *p, Py_ssize_t n, JsonBatch *b)
 {
-    Cursor c = {p, p + n, 0};
+    Cursor c = {p, p + n};
     memset(b, 0, sizeof *b);
     for (int i = 0; i < 5; i++) {
         b->meta[i].p = "";
@@ -511,7 +491,9 @@ j_members(Cursor *c, Member *out, int max, int *count, int *escaped_key, Buf *ar
         *escaped_key |= escaped; /* names are compared after decoding, in Python */
         if (m.value.escaped) {
             char *dst = arena->p + arena->len;
-            m.value.text.n = j_unescape(m.value.text, dst);
+            if ((m.value.text.n = j_unescape(m.value.text, dst)) < 0) {
+                return -1;
+            }
             m.value.text.p = dst;
             m.value.escaped = 0;
             arena->len += m.value.text.n;
@@ -551,7 +533,7 @@ j_record(Cursor *c, Flat *f, Member *top, Buf *arena)
     f->off_path |= escaped || n > MAX_MEMBERS || named_fields > 1;
     if (fields >= 0 && !f->off_path) {
         const Span obj = top[fields].value.text;
-        Cursor sub = {obj.p, obj.p + obj.n, c->trusted};
+        Cursor sub = {obj.p, obj.p + obj.n};
         Member inner[MAX_MEMBERS];
         int nf;
         if (j_members(&sub, inner, MAX_MEMBERS, &nf, &escaped, arena) < 0) {

@@ -63,7 +63,7 @@ put_digest(Run *r, Buf *out, const char *s, Py_ssize_t n)
         return -1;
     }
     Py_ssize_t dn;
-    const char *d = PyUnicode_AsUTF8AndSize(digest, &dn);
+    const char *d = str_result(digest, "hash_fn", &dn);
     int rc = d == NULL ? -1 : buf_put(out, d, dn);
     Py_DECREF(digest);
     return rc;
@@ -263,7 +263,7 @@ resolve_msg(Run *r, PyObject *obj, const char *s, Py_ssize_t n, int ascii, const
     if (masked == NULL) {
         return -1;
     }
-    *res = PyUnicode_AsUTF8AndSize(masked, res_n);
+    *res = str_result(masked, "mask_fn", res_n);
     if (*res == NULL) {
         Py_DECREF(masked);
         return -1;

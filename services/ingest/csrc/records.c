@@ -234,25 +234,32 @@ put_value(Run *r, PyObject *v)
         PyErr_Clear(); /* not JSON-writable: the slow path says why */
         return 0;
     }
-    /* "[" value "]" */
-    int rc = buf_put(&r->out, PyBytes_AS_STRING(dumped) + 1, PyBytes_GET_SIZE(dumped) - 2) < 0
+    /* "[" value "]"; anything else is no orjson.dumps, and a line cannot be made of it. */
+    int rc = -1;
+    if (!PyBytes_Check(dumped)) {
+        PyErr_Format(PyExc_TypeError, "dumps must return bytes, not %.100s",
+                     Py_TYPE(dumped)->tp_name);
+    }
+    else if (PyBytes_GET_SIZE(dumped) < 2 || PyBytes_AS_STRING(dumped)[0] != '[' ||
+             PyBytes_AS_STRING(dumped)[PyBytes_GET_SIZE(dumped) - 1] != ']') {
+        PyErr_SetString(PyExc_ValueError, "dumps((value,)) must return a JSON array");
+    }
+    else {
+        rc = buf_put(&r->out, PyBytes_AS_STRING(dumped) + 1, PyBytes_GET_SIZE(dumped) - 2) < 0
                  ? -1
                  : 1;
+    }
     Py_DECREF(dumped);
     return rc;
 }
 
 /* A text field (service, host, stream): absent/None -> "", str as is; else not ours. */
 static int
-text_field(PyObject *rec, PyObject *key, Span *out)
+text_field(PyObject *v, Span *out)
 {
-    PyObject *v = PyDict_GetItemWithError(rec, key);
     out->p = "";
     out->n = 0;
-    if (v == NULL) {
-        return PyErr_Occurred() ? -1 : 1;
-    }
-    if (v == Py_None) {
+    if (v == NULL || v == Py_None) {
         return 1;
     }
     if (!PyUnicode_CheckExact(v)) {
@@ -298,8 +305,7 @@ dict_stamp(Run *r, PyObject *rec, PyObject *ts_val, PyObject *level_val, Stamp *
             }
             else {
                 st->ts_obj = ts;
-                st->ts = PyUnicode_AsUTF8AndSize(ts, &st->ts_n);
-                if (st->ts == NULL) {
+                if ((st->ts = str_result(ts, "ts_fn", &st->ts_n)) == NULL) {
                     return -1;
                 }
             }
@@ -376,17 +382,46 @@ dict_seq(PyObject *rec, int *has, uint64_t *seq)
     return 1;
 }
 
+/* A dict record and its fixed values, each held by a reference of its own: the
+ * callbacks (ts_fn, level_fn, mask_fn, dumps) run Python code, which may change or
+ * empty the dict while its line is written. */
+enum { H_TS, H_LEVEL, H_MSG, H_SERVICE, H_HOST, H_STREAM, H_FORMAT, NHELD };
+
 typedef struct {
-    PyObject *rec, *ts_val, *level_val;
+    PyObject *rec;
+    PyObject *v[NHELD]; /* by H_*; NULL when absent */
 } DictRecord;
+
+static int
+dict_hold(DictRecord *d)
+{
+    PyObject *const keys[NHELD] = {K_TS, K_LEVEL, K_MSG, K_SERVICE, K_HOST, K_STREAM, K_FORMAT};
+    for (int i = 0; i < NHELD; i++) {
+        PyObject *v = PyDict_GetItemWithError(d->rec, keys[i]);
+        if (v == NULL && PyErr_Occurred()) {
+            return -1;
+        }
+        Py_XINCREF(v);
+        d->v[i] = v;
+    }
+    return 0;
+}
+
+static void
+dict_release(DictRecord *d)
+{
+    for (int i = 0; i < NHELD; i++) {
+        Py_XDECREF(d->v[i]);
+    }
+}
 
 /* The record's other fields, then src_ts/src_level for invalid originals. */
 static int
 dict_extras(Run *r, const void *record, const Stamp *st)
 {
     PyObject *rec = ((const DictRecord *)record)->rec;
-    PyObject *ts_val = ((const DictRecord *)record)->ts_val;
-    PyObject *level_val = ((const DictRecord *)record)->level_val;
+    PyObject *ts_val = ((const DictRecord *)record)->v[H_TS];
+    PyObject *level_val = ((const DictRecord *)record)->v[H_LEVEL];
     PyObject *key, *value;
     Py_ssize_t pos = 0;
     while (PyDict_Next(rec, &pos, &key, &value)) {
@@ -436,45 +471,31 @@ dict_extras(Run *r, const void *record, const Stamp *st)
     return 1;
 }
 
-/* ts, level and msg as given, or 0 when an alias stands in for one of them. */
+/* 1 when ts, level and msg are as given, 0 when an alias stands in for one of them. */
 static int
-dict_primary(PyObject *rec, PyObject **ts, PyObject **level, PyObject **msg)
+dict_primary(const DictRecord *d)
 {
-    *ts = PyDict_GetItemWithError(rec, K_TS);
-    *level = PyDict_GetItemWithError(rec, K_LEVEL);
-    *msg = PyDict_GetItemWithError(rec, K_MSG);
-    if (PyErr_Occurred()) {
-        return -1;
-    }
     int rc;
-    if (!present(*ts) && (rc = any_key(rec, TS_ALIASES, 3)) != 0) {
+    if (!present(d->v[H_TS]) && (rc = any_key(d->rec, TS_ALIASES, 3)) != 0) {
         return rc < 0 ? -1 : 0;
     }
-    if (!present(*level) && (rc = any_key(rec, LEVEL_ALIASES, 2)) != 0) {
+    if (!present(d->v[H_LEVEL]) && (rc = any_key(d->rec, LEVEL_ALIASES, 2)) != 0) {
         return rc < 0 ? -1 : 0;
     }
-    if (!present(*msg) && (rc = any_key(rec, MSG_ALIASES, 3)) != 0) {
+    if (!present(d->v[H_MSG]) && (rc = any_key(d->rec, MSG_ALIASES, 3)) != 0) {
         return rc < 0 ? -1 : 0;
     }
     return 1;
 }
 
-/* One dict record on the fast path: 1 written, 0 not ours (nothing written), -1 error. */
+/* The fixed fields other than ts and level: 1 resolved, 0 not ours, -1 error. */
 static int
-dict_record(Run *r, PyObject *rec)
+dict_fixed(Run *r, const DictRecord *d, Fixed *fx, Span *fmt)
 {
-    PyObject *ts_val, *level_val, *msg_val;
-    int rc = dict_primary(rec, &ts_val, &level_val, &msg_val);
-    if (rc <= 0) {
-        return rc;
-    }
-    int has_raw = PyDict_Contains(rec, K_RAW);
-    if (has_raw) {
-        return has_raw < 0 ? -1 : 0;
-    }
+    PyObject *msg_val = present(d->v[H_MSG]) ? d->v[H_MSG] : NULL;
     const char *msg = "";
     Py_ssize_t msg_n = 0;
-    if (present(msg_val)) {
+    if (msg_val != NULL) {
         if (!PyUnicode_CheckExact(msg_val) || PyUnicode_GET_LENGTH(msg_val) > r->e->max_chars) {
             return 0;
         }
@@ -482,35 +503,53 @@ dict_record(Run *r, PyObject *rec)
             return 0;
         }
     }
-    else {
-        msg_val = NULL;
+    *fx = (Fixed){.msg_obj = msg_val, .msg = {msg, msg_n}};
+    fx->msg_ascii = msg_val == NULL || PyUnicode_IS_ASCII(msg_val);
+    if (!text_field(d->v[H_SERVICE], &fx->service) || !text_field(d->v[H_HOST], &fx->host) ||
+        !text_field(d->v[H_STREAM], &fx->stream)) {
+        return 0;
     }
-    Fixed fx = {.msg_obj = msg_val, .msg = {msg, msg_n}};
-    fx.msg_ascii = msg_val == NULL || PyUnicode_IS_ASCII(msg_val);
-    if ((rc = text_field(rec, K_SERVICE, &fx.service)) <= 0 ||
-        (rc = text_field(rec, K_HOST, &fx.host)) <= 0 ||
-        (rc = text_field(rec, K_STREAM, &fx.stream)) <= 0) {
-        return rc;
-    }
-    Span fmt;
-    PyObject *fmt_val = PyDict_GetItemWithError(rec, K_FORMAT);
-    if (fmt_val != NULL) {
-        if (!PyUnicode_CheckExact(fmt_val) || (fmt.p = utf8_of(fmt_val, &fmt.n)) == NULL) {
+    PyObject *format = d->v[H_FORMAT];
+    if (format != NULL) {
+        if (!PyUnicode_CheckExact(format) || (fmt->p = utf8_of(format, &fmt->n)) == NULL) {
             return 0;
         }
-        fx.format = fmt.n ? &fmt : NULL;
+        fx->format = fmt->n ? fmt : NULL;
     }
-    else if (PyErr_Occurred()) {
-        return -1;
+    return dict_seq(d->rec, &fx->has_seq, &fx->seq);
+}
+
+/* One dict record on the fast path, its values held: 1 written, 0 not ours, -1 error. */
+static int
+dict_held_record(Run *r, DictRecord *d)
+{
+    int rc = dict_primary(d);
+    if (rc <= 0) {
+        return rc;
     }
-    if ((rc = dict_seq(rec, &fx.has_seq, &fx.seq)) <= 0) {
+    int has_raw = PyDict_Contains(d->rec, K_RAW);
+    if (has_raw) {
+        return has_raw < 0 ? -1 : 0;
+    }
+    Fixed fx;
+    Span fmt;
+    if ((rc = dict_fixed(r, d, &fx, &fmt)) <= 0) {
         return rc;
     }
     Stamp st;
-    if ((rc = dict_stamp(r, rec, ts_val, level_val, &st)) <= 0) {
+    if ((rc = dict_stamp(r, d->rec, d->v[H_TS], d->v[H_LEVEL], &st)) <= 0) {
         Py_XDECREF(st.ts_obj);
         return rc;
     }
-    DictRecord record = {rec, ts_val, level_val};
-    return emit_line(r, &st, &fx, dict_extras, &record);
+    return emit_line(r, &st, &fx, dict_extras, d);
+}
+
+/* One dict record on the fast path: 1 written, 0 not ours (nothing written), -1 error. */
+static int
+dict_record(Run *r, PyObject *rec)
+{
+    DictRecord d = {.rec = rec};
+    int rc = dict_hold(&d) < 0 ? -1 : dict_held_record(r, &d);
+    dict_release(&d);
+    return rc;
 }
