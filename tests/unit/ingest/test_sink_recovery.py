@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
+from services.ingest import sink_recovery
 from services.ingest.sink import StoredBatch
 from tests.unit.ingest.sink_testing import (
     DAY,
@@ -128,6 +131,25 @@ def test_data_of_a_day_without_index_only_loses_its_torn_line(
     foreign.write_bytes(b'{"a": 1}\n{"a": 2}\n{"a"')
     make_sink()
     assert foreign.read_bytes() == b'{"a": 1}\n{"a": 2}\n'
+
+
+@pytest.mark.parametrize("split", [True, False], ids=["split-before-the-counts", "one-block"])
+def test_only_the_counts_line_right_before_an_entry_belongs_to_it(
+    make_sink: SinkFactory, sink_dir: Path, monkeypatch: pytest.MonkeyPatch, split: bool
+) -> None:
+    first = make_sink()
+    first.append("a", batch("a"), StoredBatch(3, 0))
+    first.append("b", batch("b"), StoredBatch(3, 0, (0, 0, 2, 0)))
+    first.close()
+    index = sink_dir / ".index" / f"{DAY}.idx"
+    lines = index.read_bytes().splitlines(keepends=True)  # a, b's counts, b
+    stray = b'["b",9,9,9,9]\n'  # another line of counts for b, not right before b
+    index.write_bytes(lines[0] + stray + lines[1] + lines[2])
+    if split:  # the stray line ends one read, b's own counts open the next
+        monkeypatch.setattr(sink_recovery, "_BLOCK", len(lines[0] + stray))
+    second = make_sink()
+    assert second.lookup("b") == StoredBatch(3, 0, (0, 0, 2, 0))
+    assert index.read_bytes() == b"".join(lines)
 
 
 # -- what repair makes durable --------------------------------------------------------------
