@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +15,7 @@ from services.common.errors import BadRequest, TooLarge, Unavailable
 from services.common.model import Batch
 from services.ingest.core import IngestCore
 from services.ingest.metrics import IngestMetrics
-from services.ingest.sink import NdjsonSink
+from services.ingest.sink import NdjsonSink, SinkError
 
 
 @pytest.fixture
@@ -109,3 +110,102 @@ def test_every_outcome_is_counted_once(core: IngestCore, registry: CollectorRegi
     assert value("logops_ingest_requests_total", {"front": "grpc", "code": "INVALID_ARGUMENT"}) == 1
     assert value("logops_ingest_records_accepted_total", {"emitter": "e", "level": "ERROR"}) == 1
     assert value("logops_ingest_inflight_requests", {"front": "grpc"}) == 0
+
+
+class Calls:
+    """An IngestObserver that keeps what ``request_done`` was told."""
+
+    def __init__(self) -> None:
+        self.done: list[tuple[str, str, int]] = []
+        self.seconds: list[float] = []
+
+    def request_done(self, front: str, code: str, seconds: float, records: int) -> None:
+        self.done.append((front, code, records))
+        self.seconds.append(seconds)
+
+    def inflight(self, front: str, delta: int) -> None: ...
+    def batch_stored(self, emitter: str, nb: object) -> None: ...
+    def duplicate(self) -> None: ...
+
+
+@pytest.fixture
+def observed(tmp_path: Path) -> Iterator[tuple[IngestCore, Calls]]:
+    cfg = load_config(env={}, overrides={"ingest.sink.dir": str(tmp_path / "sink")}).ingest
+    calls = Calls()
+    c = IngestCore(cfg, NdjsonSink(cfg.sink), calls, clock=lambda: 1.7e9)  # type: ignore[arg-type]
+    c.start()
+    yield c, calls
+    c.close()
+
+
+def test_refusals_before_the_core_are_counted_by_front_and_code(
+    observed: tuple[IngestCore, Calls],
+) -> None:
+    core, calls = observed
+    core.refusal_counter("http")(Unavailable("busy", reason="overloaded", retry_after=1))
+    # Nothing was read and no time was spent in the core.
+    assert (calls.done, calls.seconds) == ([("http", "UNAVAILABLE", 0)], [0.0])
+
+
+def test_each_outcome_reports_its_code_and_the_records_decoded(
+    observed: tuple[IngestCore, Calls],
+) -> None:
+    core, calls = observed
+
+    def broken() -> Batch:
+        raise RuntimeError("bug")
+
+    with pytest.raises(RuntimeError):
+        core.handle("grpc", "r", broken)
+    core.handle("http", "r", lambda: Batch(records=[{"msg": "a"}] * 3))
+    assert calls.done == [("grpc", "INTERNAL", 0), ("http", "OK", 3)]
+
+
+def test_records_are_stamped_with_the_ingest_time_in_milliseconds(core: IngestCore) -> None:
+    core.push(Batch(records=[{"msg": "x"}], batch_id="t"))
+    (line,) = lines(core)
+    assert json.loads(line)["ingest_ts"] == "2023-11-14T22:13:20.000Z"  # clock() == 1.7e9
+
+
+def test_a_duplicate_answers_with_this_requests_id_and_the_original_counts(
+    core: IngestCore,
+) -> None:
+    first = core.push(Batch(records=[{"msg": "x"}, {"msg": 1}], batch_id="d"), "req-1")
+    again = core.push(Batch(records=[{"msg": "x"}], batch_id="d"), "req-2")
+    assert (first.duplicate, first.request_id) == (False, "req-1")
+    assert again == type(again)(
+        batch_id="d",
+        accepted=first.accepted,
+        rejected=first.rejected,
+        duplicate=True,
+        missing=first.missing,
+        request_id="req-2",
+    )
+
+
+def test_a_sink_that_cannot_be_written_is_a_retryable_refusal(
+    core: IngestCore, caplog: pytest.LogCaptureFixture
+) -> None:
+    sink = core._sink
+
+    def failing(*args: object) -> None:
+        raise SinkError("cannot append to the sink: No space left on device")
+
+    sink.append = failing  # type: ignore[method-assign]
+    with caplog.at_level("ERROR"), pytest.raises(Unavailable) as info:
+        core.push(Batch(records=[{"msg": "x"}], batch_id="lost"))
+    assert info.value.reason == "sink_unavailable"
+    assert info.value.retry_after_seconds == core.limits.retry_after_sec
+    assert str(info.value) == "the log sink cannot be written; nothing was stored, retry later"
+    (record,) = caplog.records
+    assert record.getMessage() == "sink write failed; batch not acknowledged"
+    assert record.__dict__["event"] == "sink_error"
+    assert "No space left on device" in record.__dict__["error"]
+
+
+@pytest.mark.parametrize("key", ["batch_id", "emitter", "scenario_id", "run_id"])
+def test_a_bad_name_is_refused_naming_its_field(core: IngestCore, key: str) -> None:
+    batch = Batch(records=[], batch_id="ok")
+    setattr(batch, key, "tab\there")
+    with pytest.raises(BadRequest, match=f"^{key} must be printable ASCII$"):
+        core.push(batch)
