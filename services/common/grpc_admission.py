@@ -24,7 +24,7 @@ import grpc
 
 from services.common.errors import LogOpsError, Unavailable
 from services.common.grpc_errors import abort
-from services.common.interceptors import behaviour_of, with_behaviour
+from services.common.interceptors import HandlerInterceptor, behaviour_of, with_behaviour
 from services.common.logs import request_id_var
 
 
@@ -61,7 +61,7 @@ class Lane:
     pool: ThreadPoolExecutor | None = None
 
 
-class AdmissionInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
+class AdmissionInterceptor(HandlerInterceptor):
     """Admits each call through the gate of its method's lane, or refuses it on
     ``refusals``. Put it inside the interceptor that makes unary methods client-streaming,
     so neither an admitted call nor a refusal waits for the message before it runs."""
@@ -84,15 +84,10 @@ class AdmissionInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         rather than the default one."""
         self._lanes.update(dict.fromkeys(methods, lane))
 
-    def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = continuation(handler_call_details)
-        if handler is None:
-            return None
-        lane = self._lanes.get(handler_call_details.method, self._default)
+    def wrap(
+        self, handler: grpc.RpcMethodHandler[Any, Any], details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        lane = self._lanes.get(details.method, self._default)
         if lane.gate.try_enter():
             admitted = _admitted(behaviour_of(handler), lane.gate)
             return with_behaviour(handler, admitted, lane.pool)

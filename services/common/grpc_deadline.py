@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 import grpc
 
-from services.common.interceptors import behaviour_of, with_behaviour
+from services.common.interceptors import HandlerInterceptor, behaviour_of, with_behaviour
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +211,7 @@ class WatchedRequests:
         return request
 
 
-class MessageDeadlineInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
+class MessageDeadlineInterceptor(HandlerInterceptor):
     """Puts every read of a request message under the reaper: methods with one request
     become client-streaming and read it with :func:`first_message`; client-streaming ones
     read through :class:`WatchedRequests` (a stream idle longer than the deadline between
@@ -221,17 +221,12 @@ class MessageDeadlineInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
     def __init__(self, reaper: MessageReaper) -> None:
         self._reaper = reaper
 
-    def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = continuation(handler_call_details)
-        if handler is None:
-            return None
+    def wrap(
+        self, handler: grpc.RpcMethodHandler[Any, Any], details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler[Any, Any]:
         if handler.request_streaming:
             return _watched(handler, self._reaper)
-        return _client_streaming(handler, handler_call_details.method, self._reaper)
+        return _client_streaming(handler, details.method, self._reaper)
 
 
 def _watched(

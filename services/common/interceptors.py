@@ -51,18 +51,33 @@ def with_behaviour(
     return replaced
 
 
-class RequestIdInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
+class HandlerInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
+    """An interceptor that only rewrites the handler a call gets. It runs on gRPC's
+    polling thread: ``wrap`` builds handlers and never blocks."""
+
     def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = continuation(handler_call_details)
-        if handler is None or handler.response_streaming:
+        return None if handler is None else self.wrap(handler, handler_call_details)
+
+    def wrap(
+        self, handler: grpc.RpcMethodHandler[Any, Any], details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        raise NotImplementedError
+
+
+class RequestIdInterceptor(HandlerInterceptor):
+    def wrap(
+        self, handler: grpc.RpcMethodHandler[Any, Any], details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        if handler.response_streaming:
             return handler
         incoming = {
             key: value
-            for key, value in handler_call_details.invocation_metadata or ()
+            for key, value in details.invocation_metadata or ()
             if isinstance(value, str)
         }
         behaviour = behaviour_of(handler)
