@@ -6,6 +6,7 @@ import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -13,6 +14,7 @@ from prometheus_client import CollectorRegistry
 from services.common.config import load_config
 from services.common.errors import BadRequest, TooLarge, Unavailable
 from services.common.model import Batch
+from services.ingest import core as core_module
 from services.ingest.core import IngestCore
 from services.ingest.metrics import IngestMetrics
 from services.ingest.sink import NdjsonSink, SinkError
@@ -209,3 +211,14 @@ def test_a_bad_name_is_refused_naming_its_field(core: IngestCore, key: str) -> N
     setattr(batch, key, "tab\there")
     with pytest.raises(BadRequest, match=f"^{key} must be printable ASCII$"):
         core.push(batch)
+
+
+def test_a_request_is_timed_from_admission_to_answer(
+    observed: tuple[IngestCore, Calls], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    core, calls = observed
+    ticks = iter(range(0, 1000, 5))
+    # A clock of the core alone that moves 5 s between readings.
+    monkeypatch.setattr(core_module, "time", SimpleNamespace(perf_counter=lambda: next(ticks)))
+    core.handle("http", "r", lambda: Batch(records=[{"msg": "a"}]))
+    assert calls.seconds == [5]

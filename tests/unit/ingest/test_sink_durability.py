@@ -139,3 +139,15 @@ def test_none_mode_leaves_everything_to_the_page_cache(
         push(sink, fsyncs, bid)
     sink.close()
     assert fsyncs.take() == ["ack a", "ack b", "ack c"]
+
+
+def test_each_fsync_is_timed_on_its_own(
+    make_sink: SinkFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    observer = Recorder()
+    sink = make_sink(observer=observer, durability="batch")
+    ticks = iter(range(0, 1000, 5))
+    # A clock that moves 5 s between readings: each fsync is measured as one step.
+    monkeypatch.setattr(time, "perf_counter", lambda: float(next(ticks)))
+    sink.append("a", batch("a"), StoredBatch(3, 0))
+    assert observer.fsyncs == [5.0] * 4

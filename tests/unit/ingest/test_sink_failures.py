@@ -319,6 +319,9 @@ def test_a_failed_group_fsync_fails_every_batch_that_waited_on_it(
     monkeypatch.undo()
     second.join(10)
     assert all(isinstance(answers[bid], SinkError) for bid in "ab"), answers
+    # a ran the fsync and saw its error; b only learns that its batch was not kept.
+    assert str(answers["a"]) == "fsync failed: Input/output error"
+    assert str(answers["b"]) == "cannot make the batch durable: fsync failed"
     assert sink.lookup("a") is None and sink.lookup("b") is None
     assert data.read_bytes() == batch("warm")
 
@@ -401,10 +404,11 @@ def test_a_failure_without_a_description_is_named_by_its_kind(
         sink.append("a", batch("a"), StoredBatch(3, 0))
 
 
-def test_files_stay_open_between_pushes(
+def test_files_stay_open_while_they_are_the_ones_at_their_paths(
     make_sink: SinkFactory, sink_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    sink = make_sink()
+    clock = Clock()
+    sink = make_sink(clock)
     sink.append("a", batch("a"), StoredBatch(3, 0))
     opened: list[str] = []
     real_open = os.open
@@ -415,5 +419,6 @@ def test_files_stay_open_between_pushes(
 
     monkeypatch.setattr(os, "open", counting)
     for bid in "bcd":
+        clock.now += 5  # past the interval at which the paths are checked again
         sink.append(bid, batch(bid), StoredBatch(3, 0))
     assert opened == []
