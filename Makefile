@@ -100,7 +100,7 @@ soak: install system-deps
 # Python path, from scratch; MUTANTS='services.ingest.sink.*' re-checks only those mutants
 # and keeps the other results. The work copy is mutants/ (ignored by git), where
 # `mutmut show NAME` and `mutmut browse` work afterwards. Prints the score per module and
-# the surviving mutants (docs/testing.md). Not part of `make test`: over an hour here.
+# the surviving mutants (docs/testing.md). Not part of `make test`: about three hours here.
 MUTANTS ?=
 mutation: install
 	@[ -n "$(MUTANTS)" ] || rm -rf mutants; mkdir -p mutants

@@ -19,7 +19,7 @@ from mutmut.mutation.diff_apply import get_diff_for_mutant
 from mutmut.stats import status_by_exit_code
 
 EQUIVALENT_LIST = Path("tests/mutation-equivalent.txt")
-COLUMNS = ("killed", "timeout", "survived", "no tests", "equivalent", "other")
+COLUMNS = ("killed", "timeout", "survived", "no tests", "equivalent", "not checked", "other")
 # A surviving mutant's name and the lines it changed ("-" original, "+" mutated).
 Survivor = tuple[str, list[tuple[str, str]]]
 
@@ -114,7 +114,8 @@ def main() -> int:
 
 
 def score(counts: Counter[str]) -> str:
-    tested = sum(counts.values()) - counts["equivalent"]
+    """Killed (a timeout is a kill) among the mutants checked that are not equivalent."""
+    tested = sum(counts.values()) - counts["equivalent"] - counts["not checked"]
     if not tested:
         return "-"
     return f"{100 * (counts['killed'] + counts['timeout']) / tested:.1f} %"
