@@ -23,6 +23,8 @@ CORE_MODULES = [
     "services.common.errors",
     "services.common.model",
     "services.common.codecs",
+    "services.common.keys",
+    "services.common.signing",
     "emitters.formats",
 ]
 
