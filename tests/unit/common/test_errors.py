@@ -5,6 +5,7 @@ import pytest
 from services.common.errors import (
     REASONS,
     BadRequest,
+    Internal,
     LogOpsError,
     RateLimited,
     TooLarge,
@@ -38,8 +39,8 @@ def test_only_throttling_and_unavailability_are_retryable() -> None:
     assert retryable == {"rate_limited", "overloaded", "sink_unavailable", "downstream_unavailable"}
 
 
-def test_unknown_reason_is_a_programming_error() -> None:
-    with pytest.raises(ValueError):
+def test_unknown_reason_is_a_programming_error_that_names_it() -> None:
+    with pytest.raises(ValueError, match="'nope'"):
         LogOpsError("x", reason="nope")
 
 
@@ -74,3 +75,36 @@ def test_clients_rebuild_the_same_exception(reason: str, cls: type) -> None:
     assert type(err) is cls
     assert err.reason == reason
     assert err.retry_after == 3
+
+
+@pytest.mark.parametrize("reason", sorted(REASONS))
+def test_every_reason_in_the_table_survives_the_trip_to_a_client(reason: str) -> None:
+    err = error_from_reason(reason, "the server's words")
+    assert isinstance(err, LogOpsError)
+    assert (err.reason, err.code, err.http_status) == (
+        reason,
+        REASONS[reason].code,
+        REASONS[reason].http_status,
+    )
+    assert err.message == "the server's words"
+    assert str(err) == "the server's words"
+
+
+def test_a_reason_the_client_does_not_know_becomes_an_internal_error() -> None:
+    # A newer server may answer with a reason this client predates.
+    err = error_from_reason("quota_exceeded", "over quota")
+    assert type(err) is Internal
+    assert (err.reason, err.code, err.http_status) == ("internal", "INTERNAL", 500)
+    assert err.message == "over quota"
+
+
+def test_an_error_body_without_a_request_id_has_an_empty_one() -> None:
+    body = BadRequest("bad").to_dict()
+    assert body == {
+        "error": {
+            "code": "INVALID_ARGUMENT",
+            "reason": "bad_request",
+            "message": "bad",
+            "request_id": "",
+        }
+    }
