@@ -29,7 +29,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
 from services.common.errors import Unauthenticated
 from services.common.keys import ApiKey, KeyRing
@@ -225,9 +225,12 @@ class Verifier:
 def auth_header_values(headers: Headers) -> dict[str, str]:
     """The five auth headers by lowercase name, each present once and well formed.
 
-    Accepts a mapping in any letter case (HTTP) or name/value pairs (gRPC metadata).
+    Accepts a mapping in any letter case (HTTP), anything else with ``items()`` (such as
+    ``http.server``'s ``email.message.Message``, repeats included) or name/value pairs
+    (gRPC metadata).
     """
-    pairs = headers.items() if isinstance(headers, Mapping) else headers
+    items = getattr(headers, "items", None)
+    pairs = cast(Iterable[tuple[str, str]], items() if callable(items) else headers)
     values: dict[str, str] = {}
     for name, value in pairs:
         lower = name.lower()

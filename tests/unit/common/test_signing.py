@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Callable
+from email.message import Message
 
 import pytest
 from hypothesis import given
@@ -310,6 +311,15 @@ def test_a_retired_secret_no_longer_verifies(store: RecordingStore) -> None:
 def test_header_names_match_in_any_case(verifier: Verifier, case: Callable[[str], str]) -> None:
     headers = {case(name): value for name, value in signed().items()}
     assert verifier.verify(headers, BODY, JSON) is KEY
+
+
+def test_http_server_message_headers_verify(verifier: Verifier) -> None:
+    message = Message()  # what http.server and email parsing give: not a Mapping
+    for name, value in signed().items():
+        message[name.title()] = value
+    assert verifier.verify(message, BODY, JSON) is KEY  # type: ignore[arg-type]
+    message["X-LogOps-Nonce"] = new_nonce()  # a second, different nonce header
+    assert reason_of(lambda: verifier.verify(message, BODY, JSON)) == "missing_auth"  # type: ignore[arg-type]
 
 
 def test_grpc_metadata_pairs_verify(verifier: Verifier) -> None:
