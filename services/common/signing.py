@@ -151,7 +151,9 @@ class Verifier:
     """Checks LOGOPS1-HMAC-SHA256 requests against a key ring and a nonce store.
 
     ``verify`` does it all; fronts that can refuse before reading the body call
-    ``check_headers`` first, apply their size limits, then ``check_body``.
+    ``check_headers`` first, apply their size limits, then ``check_body``. A nonce store
+    that cannot tell whether a nonce is new raises its own error (``Unavailable``), which
+    goes through unchanged: replay protection fails closed.
     """
 
     def __init__(

@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.common.errors import Unauthenticated
+from services.auth.nonces import MemoryNonceStore
+from services.common.errors import Unauthenticated, Unavailable
 from services.common.keys import ApiKey, KeyRing
 from services.common.signing import (
     AUTH_HEADERS,
@@ -26,7 +27,7 @@ from services.common.signing import (
     sign_headers,
     string_to_sign,
 )
-from tests.signing_testing import KEY, OLD_SECRET, SECRET, MemoryNonceStore, make_keyring
+from tests.signing_testing import KEY, OLD_SECRET, SECRET, make_keyring
 
 NOW = 1_700_000_000.0
 BODY = b'{"batch_id":"b1","records":[{"msg":"hi"}]}'
@@ -220,6 +221,14 @@ def test_the_same_request_twice_is_a_replay(verifier: Verifier) -> None:
     headers = signed()
     verifier.verify(headers, BODY, JSON)
     assert reason_of(lambda: verifier.verify(headers, BODY, JSON)) == "replay"
+
+
+def test_a_nonce_store_that_cannot_tell_fails_closed_with_its_own_error() -> None:
+    verifier = Verifier(make_keyring(), MemoryNonceStore(max_entries=1), clock=lambda: NOW)
+    verifier.verify(signed(), BODY, JSON)
+    with pytest.raises(Unavailable) as info:
+        verifier.verify(signed(), BODY, JSON)
+    assert info.value.reason == "overloaded"
 
 
 def test_a_nonce_is_per_key(verifier: Verifier) -> None:

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
+from services.auth.nonces import MemoryNonceStore
 from services.common.keys import ApiKey, KeyRing
 from services.common.signing import Verifier, sign_headers, string_to_sign
-from tests.signing_testing import MemoryNonceStore
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "signing.md"
 BLOCK = re.compile(r"^```(\w+) ([\w-]+)\n(.*?)^```$", re.M | re.S)
