@@ -11,8 +11,8 @@ Each limit is a GCRA (generic cell rate algorithm, as in redis-cell and Stripe's
 Brandur's descriptions): with emission interval ``T = 1/per_sec`` and tolerance
 ``tau = burst * T``, one stored number per limit, the theoretical arrival time ``tat``.
 A request of ``cost`` cells at time ``now`` is admitted when
-``max(tat, now) + cost*T - now <= tau``, and then ``tat`` becomes that left-hand sum plus
-``now``. So a fresh or rested key may send ``burst`` cells at once, then ``per_sec`` a
+``max(tat, now) + cost*T - now <= tau``, and ``tat`` then moves to ``max(tat, now) +
+cost*T``. So a fresh or rested key may send ``burst`` cells at once, then ``per_sec`` a
 second; over any window of ``w`` seconds at most ``burst + per_sec*w`` cells pass. A key
 whose ``tat`` is in the past is in the same state as one never seen, which is what lets
 both stores forget idle keys.
@@ -25,7 +25,7 @@ helps, and here it never does; the client must split the batch.
 
 :class:`Decision` carries what both header styles need. The older drafts' fields are
 ``RateLimit-Limit: limit``, ``RateLimit-Remaining: remaining``, ``RateLimit-Reset:
-ceil(reset_sec)``. The current draft-ietf-httpapi-ratelimit-headers (-10) replaces them
+ceil(reset_sec)``. The current draft-ietf-httpapi-ratelimit-headers (-10 on) replaces them
 with ``RateLimit-Policy: "records";q=<limit>;w=<limit/per_sec>`` and ``RateLimit:
 "records";r=<remaining>;t=<ceil(reset_sec)>``. A 429 adds ``Retry-After`` (HTTP) and
 ``RetryInfo`` (gRPC) with ``retry_after_sec`` rounded up, through ``RateLimited``.
