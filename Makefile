@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-DEBS   := syslog-ng-core redis-server
+DEBS   := syslog-ng-core redis-server shellcheck
 # Run apt and npm through sudo only when not already root.
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -33,7 +33,8 @@ install: $(STAMP)
 
 # Debian packages and npm's buf; skipped when already present.
 system-deps:
-	@command -v loggen >/dev/null && command -v syslog-ng >/dev/null && command -v redis-server >/dev/null || \
+	@command -v loggen >/dev/null && command -v syslog-ng >/dev/null && command -v redis-server >/dev/null \
+	  && command -v shellcheck >/dev/null || \
 	  { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(DEBS) >/dev/null; }
 	@command -v buf >/dev/null || $(SUDO) npm install -g --silent @bufbuild/buf >/dev/null
 
