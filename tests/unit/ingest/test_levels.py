@@ -57,6 +57,8 @@ def test_aliases_in_any_case(word: str, expected: str) -> None:
         (-1, None),
         (30.5, None),
         ("999999999999", None),
+        # Zero-padded digit text is the same number.
+        ("000040", "WARN"),
     ],
 )
 def test_numbers(value: object, expected: str | None) -> None:
@@ -79,6 +81,9 @@ def test_numbers(value: object, expected: str | None) -> None:
         ("<192>", None),
         ("<>", None),
         ("<x>", None),
+        # A PRI has one to three digits (RFC 5424), so a four-digit one is not a header.
+        ("<0034>", None),
+        ("<0191>", None),
     ],
 )
 def test_syslog_pri_text(text: str, expected: str | None) -> None:
@@ -100,6 +105,14 @@ def test_syslog_severity(severity: object, expected: str | None) -> None:
 @pytest.mark.parametrize("value", ["loud", "", "inform", "warn!", None, True, [1], {"a": 1}, 1.5])
 def test_unknown(value: object) -> None:
     assert canonical_level(value) is None
+
+
+@pytest.mark.parametrize("word", ["\u0131", "\u0131nfo", "\ufb01ne", "\ufb01NE"])
+def test_only_the_ascii_names_match_not_letters_that_case_mapping_turns_into_them(
+    word: str,
+) -> None:
+    # Dotless i upper-cases to "I" and the "fi" ligature to "FI"; neither is the word sent.
+    assert canonical_level(word) is None
 
 
 @given(st.one_of(st.text(max_size=20), st.integers(), st.floats(), st.none(), st.booleans()))
