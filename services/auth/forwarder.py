@@ -20,68 +20,29 @@ with the body, its Content-Type/Encoding and ``X-LogOps-*`` headers).
 
 from __future__ import annotations
 
-import http.client
 import logging
 import random
-import threading
 import time
-import urllib.parse
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Protocol
 
-import grpc
-import orjson
-from google.protobuf.message import DecodeError
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
-from logops.v1 import logs_pb2
-
-from clients.transports import http_error
 from services.auth.breaker import ForwardBreaker, Permit
-from services.common.errors import BadRequest, Internal, LogOpsError, Unavailable
-from services.common.grpc_errors import error_from_rpc
-from services.common.grpc_server import embedded_length, varint_size
+from services.auth.hop import (
+    ForwardTransport,
+    NoAnswer,
+    Payload,
+    Prepared,
+    open_transport,
+)
+from services.common.errors import LogOpsError, Unavailable
 from services.common.model import PushResult
-from services.common.pb_codec import result_from_dict, result_from_pb
 
 log = logging.getLogger(__name__)
-
-PUSH_METHOD = "/logops.v1.LogService/Push"
-MEDIA_PROTOBUF = "application/x-protobuf"
 # Outcomes of one attempt: the label values of the forward-attempts metric.
 OUTCOMES = ("ok", "duplicate", "client_error", "server_error", "retryable", "transport_error",
             "timeout", "breaker_open")
 
 Signer = Callable[[bytes, str], Mapping[str, str]]
-
-
-@dataclass(frozen=True, slots=True)
-class Payload:
-    """One authenticated push, as it arrived.
-
-    ``push_request`` marks a serialized ``logops.v1.PushRequest`` (a gRPC front's
-    request; build it with :meth:`from_push_request`). Anything else is an HTTP body:
-    ``media_type`` its Content-Type (JSON, NDJSON, CSV, text, or a ``LogBatch`` as
-    ``application/x-protobuf``), ``content_encoding`` ``gzip`` or empty, ``meta`` its
-    ``X-LogOps-*`` headers (batch names for bodies without an envelope).
-    """
-
-    body: bytes
-    media_type: str
-    content_encoding: str = ""
-    meta: Mapping[str, str] = field(default_factory=dict)
-    batch_id: str = ""
-    records: int = 0
-    push_request: bool = False
-
-    def __post_init__(self) -> None:
-        if self.push_request and (self.media_type != MEDIA_PROTOBUF or self.content_encoding):
-            raise ValueError(f"a PushRequest payload is {MEDIA_PROTOBUF}, without encoding")
-
-    @classmethod
-    def from_push_request(cls, body: bytes, batch_id: str = "", records: int = 0) -> Payload:
-        return cls(body, MEDIA_PROTOBUF, batch_id=batch_id, records=records, push_request=True)
 
 
 class ForwardObserver(Protocol):
@@ -94,39 +55,6 @@ class ForwardObserver(Protocol):
 class _NoMetrics:
     def attempt(self, outcome: str, seconds: float) -> None: ...
     def breaker_state(self, state: str) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Prepared:
-    """A payload as one transport sends it: ``body`` sent and signed with ``media_type``."""
-
-    body: bytes
-    media_type: str
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-class ForwardTransport(Protocol):
-    """How a push reaches Ingest: gRPC and HTTP here, a fake in tests.
-
-    ``send`` returns Ingest's answer, raises its refusal as the ``LogOpsError`` it
-    stands for, or :class:`NoAnswer`. A ``patient`` send (the breaker's trial) waits
-    for a connection within ``timeout`` instead of failing at once.
-    """
-
-    def prepare(self, payload: Payload) -> Prepared: ...
-    def send(
-        self, prepared: Prepared, signed: Mapping[str, str], timeout: float, patient: bool
-    ) -> PushResult: ...
-    def close(self) -> None: ...
-
-
-class NoAnswer(Unavailable):
-    """No answer from Ingest (``outcome``: ``transport_error`` or ``timeout``): maybe
-    stored, maybe not; a retry with the same batch_id settles it."""
-
-    def __init__(self, message: str, outcome: str) -> None:
-        super().__init__(message, reason="downstream_unavailable")
-        self.outcome = outcome
 
 
 class Forwarder:
@@ -161,7 +89,7 @@ class Forwarder:
         ):
             raise ValueError("forwarder needs positive attempts and timeouts, 0 <= base <= max")
         self.target = target
-        self._hop = transport or _open_transport(target)
+        self._hop = transport or open_transport(target)
         self._sign = sign
         self._attempt_timeout, self._max_attempts = attempt_timeout_sec, max_attempts
         self._backoff_base, self._backoff_max = backoff_base_sec, backoff_max_sec
@@ -258,199 +186,3 @@ def _outcome_of(exc: LogOpsError) -> str:
     if exc.mapping.retryable:
         return "retryable"
     return "server_error" if exc.http_status >= 500 else "client_error"
-
-
-def _open_transport(target: str) -> ForwardTransport:
-    url = urllib.parse.urlsplit(target)
-    if url.scheme not in ("grpc", "http") or not url.hostname or url.port is None:
-        raise ValueError(f"forward target must be grpc://HOST:PORT or http://HOST:PORT: {target!r}")
-    if url.scheme == "grpc":
-        return _GrpcHop(url.netloc)
-    return _HttpHop(url.hostname, url.port)
-
-
-# A channel that failed to connect waits before trying again (up to 120 s by default) and
-# fails every call meanwhile; the breaker already paces trials, so keep that wait short.
-_GRPC_OPTIONS = [
-    ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 1000),
-]
-
-
-class _GrpcHop:
-    def __init__(self, target: str) -> None:
-        self._channel = grpc.insecure_channel(target, options=_GRPC_OPTIONS)
-        # No request serializer: the PushRequest's bytes go out as they came in.
-        self._push = self._channel.unary_unary(
-            PUSH_METHOD,
-            request_serializer=None,
-            response_deserializer=logs_pb2.PushResponse.FromString,
-        )
-
-    def prepare(self, payload: Payload) -> Prepared:
-        if not payload.push_request:
-            raise ValueError(
-                f"only a serialized PushRequest goes over gRPC as is, not {payload.media_type!r}"
-            )
-        return Prepared(payload.body, MEDIA_PROTOBUF)
-
-    def send(
-        self, prepared: Prepared, signed: Mapping[str, str], timeout: float, patient: bool
-    ) -> PushResult:
-        metadata = tuple((key.lower(), value) for key, value in signed.items())
-        try:
-            # A channel in reconnect backoff fails calls at once, even when Ingest is back:
-            # a trial waits for the reconnection instead.
-            response = self._push(
-                prepared.body, timeout=timeout, metadata=metadata, wait_for_ready=patient
-            )
-        except grpc.RpcError as err:
-            raise _rpc_error(err) from err
-        return result_from_pb(response)
-
-    def close(self) -> None:
-        self._channel.close()
-
-
-def _rpc_error(err: grpc.RpcError) -> LogOpsError:
-    """The server's error, or no answer: UNAVAILABLE/DEADLINE_EXCEEDED without ErrorInfo
-    come from the transport, not from a LogOps server."""
-    code = err.code() if isinstance(err, grpc.Call) else None
-    if code not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-        return error_from_rpc(err)
-    status = rpc_status.from_call(err)
-    if status is not None and any(
-        d.Is(error_details_pb2.ErrorInfo.DESCRIPTOR) for d in status.details
-    ):
-        return error_from_rpc(err)
-    outcome = "timeout" if code == grpc.StatusCode.DEADLINE_EXCEEDED else "transport_error"
-    return NoAnswer(f"gRPC {code.name}: {err.details()}", outcome)
-
-
-class _HttpHop:
-    ACCEPT = f"{MEDIA_PROTOBUF}, application/json;q=0.5"
-
-    def __init__(self, host: str, port: int) -> None:
-        self._pool = _ConnectionPool(host, port)
-
-    def prepare(self, payload: Payload) -> Prepared:
-        headers = {key.lower(): value for key, value in payload.meta.items()}
-        headers |= {"content-type": payload.media_type, "accept": self.ACCEPT}
-        if payload.content_encoding:
-            headers["content-encoding"] = payload.content_encoding
-        body = log_batch_of(payload.body) if payload.push_request else payload.body
-        return Prepared(body, payload.media_type, headers)
-
-    def send(
-        self, prepared: Prepared, signed: Mapping[str, str], timeout: float, patient: bool
-    ) -> PushResult:
-        headers = prepared.headers | {key.lower(): value for key, value in signed.items()}
-        status, reply_headers, data = self._pool.post(prepared.body, headers, timeout)
-        if not 200 <= status < 300:
-            raise http_error(status, reply_headers, data)
-        try:
-            if reply_headers.get("content-type", "").startswith(MEDIA_PROTOBUF):
-                return result_from_pb(logs_pb2.PushResponse.FromString(data))
-            return result_from_dict(orjson.loads(data))
-        except (DecodeError, ValueError, KeyError, TypeError) as exc:
-            raise Internal(f"unreadable answer from the Ingest Gateway: {exc}") from exc
-
-    def close(self) -> None:
-        self._pool.close()
-
-
-def log_batch_of(request: bytes) -> bytes:
-    """The ``LogBatch`` inside a serialized ``PushRequest``, for ``POST /v1/logs``.
-
-    A slice when the batch is the request's only field (as every encoder writes it);
-    otherwise protobuf merges what is there.
-    """
-    size = embedded_length(request, 1)
-    # Only one field-1 occurrence spanning the whole message has exactly this length.
-    if request[:1] == b"\x0a" and len(request) == 1 + varint_size(size) + size:
-        return request[len(request) - size :]
-    try:
-        batch: bytes = logs_pb2.PushRequest.FromString(request).batch.SerializeToString()
-    except DecodeError as exc:
-        raise BadRequest(f"body is not a valid logops.v1.PushRequest: {exc}") from exc
-    return batch
-
-
-# A connection the server closed while it sat idle fails like this on its next request.
-_STALE = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
-_IO_ERRORS = (OSError, http.client.HTTPException)
-_Reply = tuple[int, dict[str, str], bytes]
-
-
-class _ConnectionPool:
-    """Keep-alive connections to one server, each used by one thread at a time
-    (``http.client`` connections are not thread-safe); up to ``max_idle`` are kept. The
-    timeout bounds each socket operation (connect, send, each read), as http.client does."""
-
-    def __init__(self, host: str, port: int, max_idle: int = 8) -> None:
-        self._host, self._port, self._max_idle = host, port, max_idle
-        self._idle: list[http.client.HTTPConnection] = []
-        self._lock = threading.Lock()
-        self._closed = False
-
-    def post(self, body: bytes, headers: dict[str, str], timeout: float) -> _Reply:
-        conn = self._take()
-        if conn is not None:
-            try:
-                return self._exchange(conn, body, headers, timeout)
-            except _STALE:
-                pass  # closed by the server while idle (after 15 s): once more, on a new one
-            except _IO_ERRORS as exc:
-                raise _no_answer(exc) from exc
-        try:
-            conn = http.client.HTTPConnection(self._host, self._port, timeout=timeout)
-            return self._exchange(conn, body, headers, timeout)
-        except _IO_ERRORS as exc:
-            raise _no_answer(exc) from exc
-
-    def _exchange(
-        self, conn: http.client.HTTPConnection, body: bytes, headers: dict[str, str], timeout: float
-    ) -> _Reply:
-        conn.timeout = timeout
-        if conn.sock is not None:
-            conn.sock.settimeout(timeout)
-        try:
-            try:
-                conn.request("POST", "/v1/logs", body=body, headers=headers)
-            except OSError as exc:
-                # A server may refuse a body as soon as it has the headers and close
-                # while the body is still going out: its answer is waiting.
-                if conn.sock is None or isinstance(exc, TimeoutError):
-                    raise
-            resp = conn.getresponse()
-            data = resp.read()
-        except BaseException:
-            conn.close()
-            raise
-        if resp.will_close:
-            conn.close()
-        else:
-            self._give(conn)
-        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
-
-    def _take(self) -> http.client.HTTPConnection | None:
-        with self._lock:
-            return self._idle.pop() if self._idle else None
-
-    def _give(self, conn: http.client.HTTPConnection) -> None:
-        with self._lock:
-            if not self._closed and len(self._idle) < self._max_idle:
-                self._idle.append(conn)
-                return
-        conn.close()
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed, idle, self._idle = True, self._idle, []
-        for conn in idle:
-            conn.close()
-
-
-def _no_answer(exc: BaseException) -> NoAnswer:
-    outcome = "timeout" if isinstance(exc, TimeoutError) else "transport_error"
-    return NoAnswer(f"no answer from the Ingest Gateway: {exc!r}", outcome)

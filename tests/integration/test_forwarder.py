@@ -22,7 +22,8 @@ import pytest
 from logops.v1 import logs_pb2
 
 from services.auth.breaker import ForwardBreaker
-from services.auth.forwarder import Forwarder, Payload
+from services.auth.forwarder import Forwarder
+from services.auth.hop import Payload
 from services.auth.nonces import MemoryNonceStore
 from services.common.errors import BadRequest, LogOpsError, Unavailable
 from services.common.keys import ApiKey, KeyRing

@@ -12,13 +12,8 @@ import pytest
 from logops.v1 import logs_pb2
 
 from services.auth.breaker import ForwardBreaker
-from services.auth.forwarder import (
-    Forwarder,
-    NoAnswer,
-    Payload,
-    Prepared,
-    log_batch_of,
-)
+from services.auth.forwarder import Forwarder
+from services.auth.hop import NoAnswer, Payload, Prepared, log_batch_of
 from services.common.errors import (
     BadRequest,
     Internal,
