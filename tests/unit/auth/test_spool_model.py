@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from services.auth.spool import Spool, SpoolFull
-from services.auth.spool_format import prepare_record
+from services.auth.spool.codec import prepare_record
 
 MAX_BATCHES = 12
 MAX_BYTES = 6000

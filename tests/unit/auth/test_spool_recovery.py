@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from services.auth.spool_format import encode_cursor
+from services.auth.spool.codec import encode_cursor
 from tests.unit.auth.spool_testing import (
     Opener,
     body_of,

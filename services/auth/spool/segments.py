@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.auth.spool_format import (
+from services.auth.spool.codec import (
     CURSOR_NAME,
     SEGMENT_HEAD_SIZE,
     TMP_SUFFIX,

@@ -6,8 +6,8 @@ import collections
 import itertools
 from dataclasses import dataclass
 
-from services.auth.spool_files import Segment
-from services.auth.spool_recovery import Recovered
+from services.auth.spool.recovery import Recovered
+from services.auth.spool.segments import Segment
 
 WRITTEN, DURABLE, FAILED = 0, 1, 2
 

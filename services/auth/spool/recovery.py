@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from services.auth.spool_format import (
+from services.auth.spool.codec import (
     CURSOR_NAME,
     QUARANTINE_DIR,
     RECORD_MAGIC,

@@ -5,8 +5,8 @@ client 202 only once :meth:`Spool.put` has returned; a drainer later takes the b
 oldest first (:meth:`Spool.peek`), delivers them and marks them delivered
 (:meth:`Spool.ack`). Batches go into append-only segment files, and an "acked up to
 seq" cursor records delivery; a segment is removed once all of it is delivered. The
-format is described in :mod:`services.auth.spool_format`, start-up repair in
-:mod:`services.auth.spool_recovery`.
+format is described in :mod:`services.auth.spool.codec`, start-up repair in
+:mod:`services.auth.spool.recovery`.
 
 Promise: a batch whose put returned survives a crash of the gateway (``kill -9``
 included; power loss too in ``batch`` mode) and is offered until it is acked. The spool
@@ -39,22 +39,22 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
 
-from services.auth.spool_files import (
-    SegmentReader,
-    SpoolFiles,
-    can_write,
-    folder_problem,
-    record_delivery,
-)
-from services.auth.spool_format import (
+from services.auth.spool.codec import (
     Prepared,
     SpooledBatch,
     decode_record,
     prepare_record,
     seal_record,
 )
-from services.auth.spool_queue import DURABLE, FAILED, WRITTEN, Entry, SpoolQueue
-from services.auth.spool_recovery import Recovered, recover, set_aside
+from services.auth.spool.order import DURABLE, FAILED, WRITTEN, Entry, SpoolQueue
+from services.auth.spool.recovery import Recovered, recover, set_aside
+from services.auth.spool.segments import (
+    SegmentReader,
+    SpoolFiles,
+    can_write,
+    folder_problem,
+    record_delivery,
+)
 from services.common.errors import Unavailable
 from services.ingest.appendfile import truncate_path
 
