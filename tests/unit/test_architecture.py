@@ -25,6 +25,10 @@ CORE_MODULES = [
     "services.common.codecs",
     "services.common.keys",
     "services.common.signing",
+    "services.auth.ratelimit",
+    "services.auth.nonces",
+    "services.auth.spool",
+    "services.auth.breaker",
     "emitters.formats",
 ]
 
