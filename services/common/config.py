@@ -106,6 +106,66 @@ class IngestConfig:
 
 
 @dataclass(frozen=True)
+class RateConfig:
+    """A rate with a burst; 0 per second means no limit."""
+
+    per_sec: float = 0.0
+    burst: int = 0
+
+
+@dataclass(frozen=True)
+class ForwardConfig:
+    # grpc://HOST:PORT (default) or http://HOST:PORT: the Ingest Gateway.
+    target: str = "grpc://127.0.0.1:50051"
+    # The gateway's own key for the hop (id, and a file holding its secret); empty: unsigned.
+    key_id: str = ""
+    secret_file: str = ""
+    attempt_timeout_sec: float = 2.0
+    # A push's whole budget, attempts and backoff included, when its client sets none.
+    deadline_sec: float = 10.0
+    max_attempts: int = 4
+    backoff_base_sec: float = 0.05
+    backoff_max_sec: float = 2.0
+    breaker_fail_max: int = 5
+    breaker_reset_sec: float = 10.0
+
+
+@dataclass(frozen=True)
+class SpoolConfig:
+    dir: str = "data/spool"
+    max_bytes: int = 1024 * 1024 * 1024
+    max_batches: int = 100_000
+    # batch: fsync before the 202; interval; none.
+    durability: str = "batch"
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    http: ListenConfig = field(default_factory=lambda: ListenConfig(port=8081))
+    grpc: ListenConfig = field(default_factory=lambda: ListenConfig(port=50052))
+    http_threads: int = 8
+    grpc_reflection: bool = True
+    # hmac: every push signed (LOGOPS1-HMAC-SHA256); none: open, for local use only.
+    mode: str = "hmac"
+    # YAML keys file; LOGOPS_AUTH_KEYS_FILE / LOGOPS_AUTH_KEYS are read by the entry point.
+    keys_file: str = ""
+    # redis://HOST:PORT/DB: nonces and rate limits shared by several replicas; empty: memory.
+    redis: str = ""
+    max_clock_skew_sec: int = 300
+    nonce_ttl_sec: int = 600
+    # Requests/s per key (records/s and burst come from each key's entry), and a cap on
+    # records/s across all keys.
+    requests_per_key: RateConfig = field(default_factory=lambda: RateConfig(50.0, 100))
+    records_per_key: RateConfig = field(default_factory=lambda: RateConfig(100_000.0, 200_000))
+    global_records: RateConfig = field(default_factory=RateConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    connections: ConnectionsConfig = field(default_factory=ConnectionsConfig)
+    forward: ForwardConfig = field(default_factory=ForwardConfig)
+    spool: SpoolConfig = field(default_factory=SpoolConfig)
+    shutdown_grace_sec: float = 5.0
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: str = "INFO"
 
@@ -113,6 +173,7 @@ class LoggingConfig:
 @dataclass(frozen=True)
 class Config:
     ingest: IngestConfig = field(default_factory=IngestConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 
 
@@ -127,12 +188,19 @@ _INT_RANGES: dict[str, tuple[int, int | None]] = {
     "dedup_max_ids": (1, None),
     "max_connections": (1, None),
     "grpc_max_streams_per_connection": (1, None),
+    "max_attempts": (1, 100),
+    "breaker_fail_max": (1, None),
+    "max_batches": (1, None),
+    "max_clock_skew_sec": (1, 3600),
+    "nonce_ttl_sec": (1, None),
 }
 
 _CHOICES: dict[str, tuple[str, ...]] = {
     "ingest.sink.durability": ("batch", "interval", "none"),
     "ingest.pii.mode": ("mask", "hash", "off"),
     "ingest.housekeeping.action": ("delete", "archive"),
+    "auth.mode": ("hmac", "none"),
+    "auth.spool.durability": ("batch", "interval", "none"),
     "logging.level": ("DEBUG", "INFO", "WARNING", "ERROR"),
 }
 
@@ -181,11 +249,17 @@ def _leaf_keys(cls: type, prefix: str = "") -> list[str]:
     return keys
 
 
+# Variables that are not settings, read by the entry point itself: keys given inline.
+_NOT_SETTINGS = frozenset({"LOGOPS_AUTH_KEYS"})
+
+
 def _env_values(env: Mapping[str, str]) -> dict[str, Any]:
     known = {env_name(k): k for k in _leaf_keys(Config)}
     sections = {env_name(f.name) + "_" for f in dataclasses.fields(Config)}
     values: dict[str, Any] = {}
     for name, value in env.items():
+        if name in _NOT_SETTINGS:
+            continue
         if name in known:
             values[known[name]] = yaml.safe_load(value) if value else value
         elif any(name.startswith(s) for s in sections):

@@ -71,3 +71,23 @@ def test_config_is_frozen() -> None:
     cfg = load_config()
     with pytest.raises(AttributeError):
         cfg.ingest.http.port = 1  # type: ignore[misc]
+
+
+def test_auth_gateway_defaults_and_environment() -> None:
+    cfg = load_config(
+        env={
+            "LOGOPS_AUTH_FORWARD_TARGET": "http://127.0.0.1:9",
+            "LOGOPS_AUTH_REDIS": "redis://127.0.0.1:6379/2",
+            # Keys given inline are read by the entry point, not refused as unknown.
+            "LOGOPS_AUTH_KEYS": "keys: {}",
+        }
+    )
+    auth = cfg.auth
+    assert (auth.http.port, auth.grpc.port, auth.mode) == (8081, 50052, "hmac")
+    assert auth.forward.target == "http://127.0.0.1:9"
+    assert auth.redis == "redis://127.0.0.1:6379/2"
+    assert auth.limits.max_body_bytes == cfg.ingest.limits.max_body_bytes
+    with pytest.raises(ConfigError, match=r"auth\.mode"):
+        load_config(env={"LOGOPS_AUTH_MODE": "open"})
+    with pytest.raises(ConfigError, match=r"auth\.forward\.max_attempts"):
+        load_config(env={"LOGOPS_AUTH_FORWARD_MAX_ATTEMPTS": "0"})
