@@ -62,7 +62,7 @@ class Masker:
         parts: list[str] = []
         done = 0
         at = text.find("@")
-        while at > 0:
+        while at >= 0:
             domain = _DOMAIN.match(text, at + 1)
             local = None
             if domain is not None:

@@ -76,7 +76,7 @@ mask_emails(Run *r, const char *s, Py_ssize_t n, Buf *out)
     Py_ssize_t done = 0;
     const char *hit = memchr(s, '@', (size_t)n);
     Py_ssize_t at = hit ? hit - s : -1;
-    while (at > 0) {
+    while (at >= 0) {
         Py_ssize_t end = match_domain(s, n, at + 1);
         if (end >= 0) {
             Py_ssize_t lo = at - 64 > done ? at - 64 : done;

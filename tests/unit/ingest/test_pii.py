@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 
+import orjson
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from services.common.config import ConfigError, PiiConfig
+from services.common.model import Batch
+from services.ingest import native
+from services.ingest.native import make_normaliser
 from services.ingest.pii import Masker
 
 MASK = Masker(PiiConfig())
@@ -28,10 +34,17 @@ HASH_RE = re.compile(r"<hash:[0-9a-f]{12}>")
         ("last hop 192.168.0.1.", "last hop 192.168.x.x."),
         ("0.0.0.0 and 255.255.255.255", "0.0.x.x and 255.255.x.x"),
         ("u@example.com from 1.2.3.4", "u***@example.com from 1.2.x.x"),
+        ("a@b.co, c@d.io and e@f.de", "a***@b.co, c***@d.io and e***@f.de"),
+        # A mention or a bare "@domain" does not hide the addresses after it.
+        ("@here mail john.doe@example.com", "@here mail j***@example.com"),
+        ("cc: @example.com, john@example.com", "cc: @example.com, j***@example.com"),
+        ("waiting...10.0.0.1 answered", "waiting...10.0.x.x answered"),
+        (".10.0.0.1", ".10.0.x.x"),
         # Not addresses: versions, out-of-range octets, longer digit runs, bare names.
         ("version 1.2.3.4.5", "version 1.2.3.4.5"),
         ("1.2.3.256", "1.2.3.256"),
         ("11.2.3.4.5 and 1234.5.6.7", "11.2.3.4.5 and 1234.5.6.7"),
+        ("1.2.3.4.55.6.7.8", "1.2.3.4.55.6.7.8"),
         ("user@localhost", "user@localhost"),
         ("@example.com", "@example.com"),
         ("no addresses here", "no addresses here"),
@@ -52,6 +65,30 @@ def test_hash_is_stable_keyed_and_unreadable() -> None:
     assert HASH.apply("83.11.45.6") == hashed.split(" from ")[1]
 
 
+def test_a_hash_is_the_documented_keyed_digest_of_the_whole_address() -> None:
+    # Operators find an address's records by computing the same digest themselves.
+    def expected(address: str) -> str:
+        mac = hmac.new(b"pepper", address.encode(), hashlib.sha256).hexdigest()
+        return f"<hash:{mac[:12]}>"
+
+    text = "login by john.doe@example.com from 83.11.45.6"
+    want = f"login by {expected('john.doe@example.com')} from {expected('83.11.45.6')}"
+    assert HASH.apply(text) == want
+
+
+@pytest.mark.skipif(not native.AVAILABLE, reason="services.ingest._native is not built")
+@pytest.mark.parametrize("masker", [MASK, HASH], ids=["mask", "hash"])
+def test_the_c_path_stores_messages_masked_as_the_masker_masks_them(masker: Masker) -> None:
+    pii = PiiConfig(mode=masker.mode, hash_salt="pepper" if masker.mode == "hash" else "")
+    c_path = make_normaliser(pii, 1 << 16, native=True)
+    assert c_path.native
+    texts = ["@here mail john.doe@example.com", "a@b.co, c@d.io and e@f.de from 10.0.0.1"]
+    batch = Batch(records=[{"msg": text} for text in texts], batch_id="b-1", emitter="em")
+    lines = c_path.normalise_batch(batch, 0).data.splitlines()
+    stored = [orjson.loads(line)["msg"] for line in lines]
+    assert stored == [masker.apply(text) for text in texts]
+
+
 def test_off_leaves_text_alone() -> None:
     off = Masker(PiiConfig(mode="off"))
     text = "john.doe@example.com from 83.11.45.6"
@@ -60,12 +97,12 @@ def test_off_leaves_text_alone() -> None:
 
 
 def test_hash_needs_a_salt() -> None:
-    with pytest.raises(ConfigError, match="hash_salt"):
+    with pytest.raises(ConfigError, match=r"^ingest\.pii\.hash_salt: "):
         Masker(PiiConfig(mode="hash"))
 
 
-def test_unknown_mode() -> None:
-    with pytest.raises(ConfigError, match=r"pii\.mode"):
+def test_unknown_mode_names_the_key_and_the_choices() -> None:
+    with pytest.raises(ConfigError, match=r"^ingest\.pii\.mode: expected one of mask, hash, off$"):
         Masker(PiiConfig(mode="scramble"))
 
 
