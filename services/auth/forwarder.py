@@ -27,13 +27,8 @@ from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from services.auth.breaker import ForwardBreaker, Permit
-from services.auth.hop import (
-    ForwardTransport,
-    NoAnswer,
-    Payload,
-    Prepared,
-    open_transport,
-)
+from services.auth.hop import ForwardTransport, NoAnswer, Prepared, open_transport
+from services.auth.model import Payload
 from services.common.errors import LogOpsError, Unavailable
 from services.common.model import PushResult
 

@@ -26,6 +26,7 @@ from grpc_status import rpc_status
 from logops.v1 import logs_pb2
 
 from clients.transports import http_error
+from services.auth.model import MEDIA_PROTOBUF, Payload
 from services.common.errors import BadRequest, Internal, LogOpsError, Unavailable
 from services.common.grpc_errors import error_from_rpc
 from services.common.grpc_server import embedded_length, varint_size
@@ -33,35 +34,6 @@ from services.common.model import PushResult
 from services.common.pb_codec import result_from_dict, result_from_pb
 
 PUSH_METHOD = "/logops.v1.LogService/Push"
-MEDIA_PROTOBUF = "application/x-protobuf"
-
-
-@dataclass(frozen=True, slots=True)
-class Payload:
-    """One authenticated push, as it arrived.
-
-    ``push_request`` marks a serialized ``logops.v1.PushRequest`` (a gRPC front's
-    request; build it with :meth:`from_push_request`). Anything else is an HTTP body:
-    ``media_type`` its Content-Type (JSON, NDJSON, CSV, text, or a ``LogBatch`` as
-    ``application/x-protobuf``), ``content_encoding`` ``gzip`` or empty, ``meta`` its
-    ``X-LogOps-*`` headers (batch names for bodies without an envelope).
-    """
-
-    body: bytes
-    media_type: str
-    content_encoding: str = ""
-    meta: Mapping[str, str] = field(default_factory=dict)
-    batch_id: str = ""
-    records: int = 0
-    push_request: bool = False
-
-    def __post_init__(self) -> None:
-        if self.push_request and (self.media_type != MEDIA_PROTOBUF or self.content_encoding):
-            raise ValueError(f"a PushRequest payload is {MEDIA_PROTOBUF}, without encoding")
-
-    @classmethod
-    def from_push_request(cls, body: bytes, batch_id: str = "", records: int = 0) -> Payload:
-        return cls(body, MEDIA_PROTOBUF, batch_id=batch_id, records=records, push_request=True)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,9 +9,11 @@ HTTP front can send ``RateLimit-*`` headers on every answer, refusals included.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from services.common.model import PushResult
+
+MEDIA_PROTOBUF = "application/x-protobuf"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,3 +50,31 @@ class AuthOutcome:
 
     result: PushResult
     rate: RateInfo | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Payload:
+    """One authenticated push, as it arrived.
+
+    ``push_request`` marks a serialized ``logops.v1.PushRequest`` (a gRPC front's
+    request; build it with :meth:`from_push_request`). Anything else is an HTTP body:
+    ``media_type`` its Content-Type (JSON, NDJSON, CSV, text, or a ``LogBatch`` as
+    ``application/x-protobuf``), ``content_encoding`` ``gzip`` or empty, ``meta`` its
+    ``X-LogOps-*`` headers (batch names for bodies without an envelope).
+    """
+
+    body: bytes
+    media_type: str
+    content_encoding: str = ""
+    meta: Mapping[str, str] = field(default_factory=dict)
+    batch_id: str = ""
+    records: int = 0
+    push_request: bool = False
+
+    def __post_init__(self) -> None:
+        if self.push_request and (self.media_type != MEDIA_PROTOBUF or self.content_encoding):
+            raise ValueError(f"a PushRequest payload is {MEDIA_PROTOBUF}, without encoding")
+
+    @classmethod
+    def from_push_request(cls, body: bytes, batch_id: str = "", records: int = 0) -> Payload:
+        return cls(body, MEDIA_PROTOBUF, batch_id=batch_id, records=records, push_request=True)

@@ -23,10 +23,10 @@ from logops.v1 import logs_pb2
 
 from services.auth.breaker import ForwardBreaker
 from services.auth.forwarder import Forwarder
-from services.auth.hop import Payload
-from services.auth.nonces import MemoryNonceStore
+from services.auth.model import Payload
 from services.common.errors import BadRequest, LogOpsError, Unavailable
 from services.common.keys import ApiKey, KeyRing
+from services.common.nonces import MemoryNonceStore
 from services.common.signing import Verifier, sign_headers
 from services.ingest.wiring import IngestGateway
 from tests.conftest import GatewayFactory, stored_lines

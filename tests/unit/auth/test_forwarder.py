@@ -13,7 +13,8 @@ from logops.v1 import logs_pb2
 
 from services.auth.breaker import ForwardBreaker
 from services.auth.forwarder import Forwarder
-from services.auth.hop import NoAnswer, Payload, Prepared, log_batch_of
+from services.auth.hop import NoAnswer, Prepared, log_batch_of
+from services.auth.model import Payload
 from services.common.errors import (
     BadRequest,
     Internal,
