@@ -1,7 +1,7 @@
 """Test support for signed requests: the keys every signing test uses.
 
 Secrets here are for tests only; the nonce store is the gateway's own
-(``services.auth.nonces.MemoryNonceStore``).
+(``services.common.nonces.MemoryNonceStore``).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Replay protection: remember each signed request's nonce for as long as it could be replayed.
 
-The Auth Gateway checks the nonce last, after the signature, so only requests signed with a
-known key reach these stores. ``remember`` answers True the first time a nonce is seen for a
+Both gateways check the nonce last (``services.common.signing.Verifier``), after the
+signature, so only requests signed with a known key reach these stores; both stores implement
+``signing.NonceStore``. ``remember`` answers True the first time a nonce is seen for a
 key and False while it is remembered (a replay). One gateway keeps nonces in memory
 (:class:`MemoryNonceStore`); several replicas behind a load balancer share them through
 Redis (:class:`RedisNonceStore`), so a request replayed to another replica is refused too.
@@ -19,9 +20,10 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from services.common.errors import Unavailable
+from services.common.signing import NonceStore as NonceStore  # the one protocol, re-exported
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -32,13 +34,6 @@ NONCE_PREFIX = "logops:nonce:"
 
 # Retry-After for a refusal caused by an unreachable Redis: long enough not to hammer it.
 UNREACHABLE_RETRY_SEC = 1.0
-
-
-class NonceStore(Protocol):
-    def remember(self, key_id: str, nonce: str, ttl_sec: float) -> bool:
-        """True if ``nonce`` is new for ``key_id`` (now remembered for ``ttl_sec``), False
-        if it was seen within its ttl. Raises ``Unavailable`` when it cannot tell."""
-        ...
 
 
 class NonceStoreFull(Unavailable):

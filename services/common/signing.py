@@ -58,7 +58,10 @@ class NonceStore(Protocol):
     """Remembers nonces per key for a while; shared by replicas when it is Redis."""
 
     def remember(self, key_id: str, nonce: str, ttl_sec: float) -> bool:
-        """Record ``nonce`` for ``ttl_sec``; True if it was new, False if already seen."""
+        """Record ``nonce`` for ``ttl_sec``; True if it was new, False if already seen.
+
+        Raises ``Unavailable`` when it cannot tell (full of live nonces, Redis unreachable):
+        replay protection fails closed."""
         ...
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from services.auth.nonces import MemoryNonceStore
 from services.common.errors import Unauthenticated
+from services.common.nonces import MemoryNonceStore
 from services.common.signing import Verifier, sign_headers
 from tests.signing_testing import OLD_SECRET, SECRET, make_keyring
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from services.auth.nonces import RedisNonceStore
 from services.auth.ratelimit import REDIS_EPOCH, Rate, RedisRateLimiter
 from services.common.errors import Unavailable
+from services.common.nonces import RedisNonceStore
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.slow

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from services.auth.nonces import MemoryNonceStore
+from services.common.nonces import MemoryNonceStore
 from services.common.signing import Verifier, sign_headers
 from tests.signing_testing import SECRET, make_keyring
 

@@ -26,7 +26,7 @@ CORE_MODULES = [
     "services.common.keys",
     "services.common.signing",
     "services.auth.ratelimit",
-    "services.auth.nonces",
+    "services.common.nonces",
     "services.auth.spool",
     "services.auth.breaker",
     "emitters.formats",

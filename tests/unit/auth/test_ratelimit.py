@@ -190,7 +190,7 @@ def test_concurrent_checks_never_admit_more_than_the_burst() -> None:
 
 def test_importing_the_limits_does_not_load_the_redis_client() -> None:
     code = (
-        "import json, sys; import services.auth.ratelimit, services.auth.nonces; "
+        "import json, sys; import services.auth.ratelimit, services.common.nonces; "
         "print(json.dumps(sorted(sys.modules)))"
     )
     out = subprocess.run(

@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from services.auth.nonces import MemoryNonceStore, NonceStoreFull
 from services.common.errors import Unavailable
+from services.common.nonces import MemoryNonceStore, NonceStoreFull
 
 
 class Clock:

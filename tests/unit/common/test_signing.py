@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.auth.nonces import MemoryNonceStore
 from services.common.errors import Unauthenticated, Unavailable
 from services.common.keys import ApiKey, KeyRing
+from services.common.nonces import MemoryNonceStore
 from services.common.signing import (
     AUTH_HEADERS,
     GRPC_MEDIA_TYPE,

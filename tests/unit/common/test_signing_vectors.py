@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from services.auth.nonces import MemoryNonceStore
 from services.common.keys import ApiKey, KeyRing
+from services.common.nonces import MemoryNonceStore
 from services.common.signing import Verifier, sign_headers, string_to_sign
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "signing.md"
