@@ -15,7 +15,7 @@ import http.client
 import threading
 import urllib.parse
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import grpc
@@ -30,8 +30,8 @@ from services.auth.model import MEDIA_PROTOBUF, Payload
 from services.common.errors import BadRequest, Internal, LogOpsError, Unavailable
 from services.common.grpc_errors import error_from_rpc
 from services.common.grpc_server import embedded_length, varint_size
-from services.common.model import PushResult
-from services.common.pb_codec import result_from_dict, result_from_pb
+from services.common.model import Batch, PushResult, Rejection
+from services.common.pb_codec import record_to_pb, result_from_dict, result_from_pb
 
 PUSH_METHOD = "/logops.v1.LogService/Push"
 
@@ -43,6 +43,10 @@ class Prepared:
     body: bytes
     media_type: str
     headers: dict[str, str] = field(default_factory=dict)
+    # A body converted for the hop: the original index of each record sent, and the
+    # records refused before sending; Ingest's answer is mapped back through them.
+    kept: tuple[int, ...] | None = None
+    refused: tuple[Rejection, ...] = ()
 
 
 class ForwardTransport(Protocol):
@@ -97,11 +101,13 @@ class _GrpcHop:
         )
 
     def prepare(self, payload: Payload) -> Prepared:
-        if not payload.push_request:
+        if payload.push_request:
+            return Prepared(payload.body, MEDIA_PROTOBUF)
+        if payload.batch is None:
             raise ValueError(
-                f"only a serialized PushRequest goes over gRPC as is, not {payload.media_type!r}"
+                f"a {payload.media_type!r} body goes over gRPC only with its decoded batch"
             )
-        return Prepared(payload.body, MEDIA_PROTOBUF)
+        return _converted(payload.batch)
 
     def send(
         self, prepared: Prepared, signed: Mapping[str, str], timeout: float, patient: bool
@@ -115,10 +121,51 @@ class _GrpcHop:
             )
         except grpc.RpcError as err:
             raise _rpc_error(err) from err
-        return result_from_pb(response)
+        return _mapped_back(result_from_pb(response), prepared)
 
     def close(self) -> None:
         self._channel.close()
+
+
+def _converted(batch: Batch) -> Prepared:
+    """An HTTP body's batch as a PushRequest: the one re-encoding on the hot path, for a
+    body that arrived over HTTP and leaves over gRPC. A record protobuf cannot carry (a
+    ``seq`` that is not a whole number) is refused here, by its original index."""
+    records, kept = [], []
+    refused = list(batch.rejections)
+    for index, record in enumerate(batch.records):
+        if record is None:
+            continue
+        if batch.default_format and "raw" in record and "format" not in record:
+            record = {**record, "format": batch.default_format}
+        try:
+            records.append(record_to_pb(record))
+        except (TypeError, ValueError) as exc:
+            refused.append(Rejection(index, "invalid_record", f"cannot be sent on: {exc}"))
+            continue
+        kept.append(index)
+    pb = logs_pb2.LogBatch(
+        batch_id=batch.batch_id, emitter=batch.emitter, scenario_id=batch.scenario_id,
+        run_id=batch.run_id, records=records,
+    )
+    body = logs_pb2.PushRequest(batch=pb).SerializeToString()
+    return Prepared(body, MEDIA_PROTOBUF, kept=tuple(kept), refused=tuple(refused))
+
+
+def _mapped_back(result: PushResult, prepared: Prepared) -> PushResult:
+    """Ingest's answer in the indices of the body the client sent."""
+    if prepared.kept is None:
+        return result
+    rejections = [
+        Rejection(prepared.kept[r.index], r.reason, r.message)
+        for r in result.rejections
+        if r.index < len(prepared.kept)
+    ]
+    rejections += prepared.refused
+    rejections.sort(key=lambda r: r.index)
+    return replace(
+        result, rejected=result.rejected + len(prepared.refused), rejections=rejections
+    )
 
 
 def _rpc_error(err: grpc.RpcError) -> LogOpsError:

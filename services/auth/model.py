@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from services.common.model import PushResult
+from services.common.model import Batch, PushResult
 
 MEDIA_PROTOBUF = "application/x-protobuf"
 
@@ -60,7 +60,8 @@ class Payload:
     request; build it with :meth:`from_push_request`). Anything else is an HTTP body:
     ``media_type`` its Content-Type (JSON, NDJSON, CSV, text, or a ``LogBatch`` as
     ``application/x-protobuf``), ``content_encoding`` ``gzip`` or empty, ``meta`` its
-    ``X-LogOps-*`` headers (batch names for bodies without an envelope).
+    ``X-LogOps-*`` headers (batch names for bodies without an envelope). ``batch`` is such
+    a body decoded, for a hop that cannot carry it as it is (gRPC).
     """
 
     body: bytes
@@ -70,6 +71,7 @@ class Payload:
     batch_id: str = ""
     records: int = 0
     push_request: bool = False
+    batch: Batch | None = None
 
     def __post_init__(self) -> None:
         if self.push_request and (self.media_type != MEDIA_PROTOBUF or self.content_encoding):

@@ -382,10 +382,10 @@ def test_a_push_request_payload_is_protobuf_without_encoding() -> None:
         Payload(b"", "application/x-protobuf", content_encoding="gzip", push_request=True)
 
 
-def test_only_a_push_request_goes_over_grpc() -> None:
+def test_an_http_body_goes_over_grpc_only_with_its_decoded_batch() -> None:
     forwarder = Forwarder("grpc://127.0.0.1:1", None, 1.0, 1, 0.1, 1.0, ForwardBreaker())
     try:
-        with pytest.raises(ValueError, match="PushRequest"):
+        with pytest.raises(ValueError, match="decoded batch"):
             forwarder.forward(PAYLOAD, 0.0)
     finally:
         forwarder.close()

@@ -1,0 +1,130 @@
+"""What the Auth Gateway reads of a push before forwarding it, without re-encoding it.
+
+A serialized ``PushRequest`` (gRPC) or ``LogBatch`` (HTTP protobuf) is scanned on the wire
+for its batch id, emitter and number of records; the names the gateway imposes (the
+key's emitter, a batch id when the client gave none) are *appended* as a second
+occurrence of the fields: protobuf merges repeated occurrences of an embedded message
+and keeps the last value of a singular field, so Ingest reads the imposed names while
+the client's bytes go on untouched. Other bodies are decoded by the shared codecs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from services.common.errors import BadRequest
+
+# logops.v1 field numbers (proto/logops/v1/logs.proto).
+PUSH_BATCH = 1
+BATCH_ID = 1
+BATCH_EMITTER = 2
+BATCH_RECORDS = 5
+_LEN = 2  # wire type of length-delimited fields
+
+
+@dataclass(frozen=True, slots=True)
+class WireFacts:
+    batch_id: str
+    emitter: str
+    records: int
+
+
+def push_request_facts(body: bytes) -> WireFacts:
+    """Batch id, emitter and record count of a serialized PushRequest (every occurrence
+    of its ``batch`` field merged, as a protobuf parser merges them)."""
+    facts = WireFacts("", "", 0)
+    for field, start, end in _fields(body):
+        if field == PUSH_BATCH:
+            facts = _merge(facts, log_batch_facts(body[start:end]))
+    return facts
+
+
+def log_batch_facts(body: bytes) -> WireFacts:
+    batch_id, emitter, records = "", "", 0
+    for field, start, end in _fields(body):
+        if field == BATCH_ID:
+            batch_id = _text(body[start:end], "batch_id")
+        elif field == BATCH_EMITTER:
+            emitter = _text(body[start:end], "emitter")
+        elif field == BATCH_RECORDS:
+            records += 1
+    return WireFacts(batch_id, emitter, records)
+
+
+def log_batch_names(batch_id: str, emitter: str) -> bytes:
+    """A LogBatch fragment that sets these names (empty ones are left out)."""
+    out = b""
+    if batch_id:
+        out += _field(BATCH_ID, batch_id.encode())
+    if emitter:
+        out += _field(BATCH_EMITTER, emitter.encode())
+    return out
+
+
+def push_request_names(batch_id: str, emitter: str) -> bytes:
+    """A PushRequest fragment that sets these names in its batch."""
+    names = log_batch_names(batch_id, emitter)
+    return _field(PUSH_BATCH, names) if names else b""
+
+
+def _merge(a: WireFacts, b: WireFacts) -> WireFacts:
+    return WireFacts(b.batch_id or a.batch_id, b.emitter or a.emitter, a.records + b.records)
+
+
+def _field(number: int, value: bytes) -> bytes:
+    return _varint_bytes(number << 3 | _LEN) + _varint_bytes(len(value)) + value
+
+
+def _varint_bytes(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _fields(message: bytes) -> list[tuple[int, int, int]]:
+    """(field number, start, end) of each length-delimited field at the top level;
+    other wire types are skipped. Malformed bytes are the client's ``bad_request``."""
+    out: list[tuple[int, int, int]] = []
+    pos, end = 0, len(message)
+    while pos < end:
+        key, pos = _varint(message, pos)
+        wire_type, number = key & 7, key >> 3
+        if number == 0:
+            raise BadRequest("protobuf body has a field numbered 0")
+        if wire_type == _LEN:
+            size, pos = _varint(message, pos)
+            if pos + size > end:
+                raise BadRequest("protobuf body is truncated")
+            out.append((number, pos, pos + size))
+            pos += size
+        elif wire_type == 0:
+            _, pos = _varint(message, pos)
+        elif wire_type in (1, 5):
+            pos += 8 if wire_type == 1 else 4
+        else:
+            raise BadRequest(f"protobuf body has a field of wire type {wire_type}")
+    if pos != end:
+        raise BadRequest("protobuf body is truncated")
+    return out
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while pos < len(data) and shift < 64:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+    raise BadRequest("protobuf body has a malformed varint")
+
+
+def _text(raw: bytes, name: str) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequest(f"{name} is not valid UTF-8") from exc
