@@ -29,6 +29,8 @@ CORE_MODULES = [
     "services.common.nonces",
     "services.auth.spool",
     "services.auth.breaker",
+    "services.auth.core",
+    "services.auth.inspect",
     "emitters.formats",
 ]
 

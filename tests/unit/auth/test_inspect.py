@@ -1,0 +1,71 @@
+"""Reading a protobuf push on the wire, and imposing names by appending fields."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from logops.v1 import logs_pb2
+
+from services.auth.inspect import (
+    log_batch_facts,
+    log_batch_names,
+    push_request_facts,
+    push_request_names,
+)
+from services.common.errors import BadRequest
+
+names = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=40)
+
+
+def _request(batch_id: str, emitter: str, n: int) -> bytes:
+    batch = logs_pb2.LogBatch(
+        batch_id=batch_id,
+        emitter=emitter,
+        run_id="r",
+        records=[logs_pb2.LogRecord(msg=f"m{i}", seq=i) for i in range(n)],
+    )
+    return logs_pb2.PushRequest(batch=batch).SerializeToString()
+
+
+@given(names, names, st.integers(0, 50))
+def test_facts_match_what_a_protobuf_parser_reads(batch_id: str, emitter: str, n: int) -> None:
+    facts = push_request_facts(_request(batch_id, emitter, n))
+    assert (facts.batch_id, facts.emitter, facts.records) == (batch_id, emitter, n)
+
+
+@given(names, names, st.text(min_size=1, max_size=20), st.text(min_size=1, max_size=20))
+def test_appended_names_win_for_a_protobuf_parser(
+    batch_id: str, emitter: str, new_id: str, new_emitter: str
+) -> None:
+    body = _request(batch_id, emitter, 3) + push_request_names(new_id, new_emitter)
+    parsed = logs_pb2.PushRequest.FromString(body)
+    assert (parsed.batch.batch_id, parsed.batch.emitter) == (new_id, new_emitter)
+    assert [r.msg for r in parsed.batch.records] == ["m0", "m1", "m2"]
+    assert parsed.batch.run_id == "r"
+    assert push_request_facts(body).records == 3
+    assert push_request_facts(body).emitter == new_emitter
+
+
+def test_names_on_a_bare_log_batch() -> None:
+    body = logs_pb2.LogBatch(emitter="claimed", records=[logs_pb2.LogRecord(msg="x")])
+    wire = body.SerializeToString() + log_batch_names("b1", "key-emitter")
+    parsed = logs_pb2.LogBatch.FromString(wire)
+    assert (parsed.batch_id, parsed.emitter, len(parsed.records)) == ("b1", "key-emitter", 1)
+    assert log_batch_facts(wire).records == 1
+    assert push_request_names("", "") == b""
+
+
+@pytest.mark.parametrize(
+    "junk",
+    [b"\x0a\xff", b"\x0a\x05ab", b"\x00\x01", b"\x0b", b"\x0a" + b"\x80" * 10],
+    ids=["truncated-length", "short-field", "field-zero", "group-start", "endless-varint"],
+)
+def test_malformed_bytes_are_the_clients_bad_request(junk: bytes) -> None:
+    with pytest.raises(BadRequest):
+        push_request_facts(junk)
+
+
+def test_a_name_that_is_not_utf8_is_refused() -> None:
+    with pytest.raises(BadRequest, match="emitter"):
+        log_batch_facts(b"\x12\x02\xff\xfe")
