@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from services.common.config import Config, ConfigError, load_config
+from services.common.keys import KeyRing
 from services.common.logs import configure_logging
 from services.common.process import raise_fd_limit
 
@@ -68,6 +69,54 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     gateway.stop()
     # A front that stopped serving on its own: exit non-zero so a supervisor restarts us.
     return 1 if gateway.failure else 0
+
+
+def cmd_auth(args: argparse.Namespace) -> int:
+    from services.auth.spool import SpoolError
+    from services.auth.wiring import AuthGateway
+
+    cfg = _config(
+        args,
+        {
+            "auth.http.host": args.host,
+            "auth.grpc.host": args.host,
+            "auth.http.port": args.http_port,
+            "auth.grpc.port": args.grpc_port,
+            "auth.keys_file": args.keys_file,
+            "auth.forward.target": args.forward,
+            "auth.spool.dir": args.spool_dir,
+            "auth.redis": args.redis,
+            "auth.mode": args.mode,
+        },
+    )
+    configure_logging(cfg.logging.level)
+    nofile = raise_fd_limit()
+    stop = threading.Event()
+    gateway = AuthGateway(cfg.auth, _auth_keys(args, cfg.auth.keys_file), on_failure=stop.set)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        gateway.start()
+    except (OSError, SpoolError) as exc:
+        log.error("cannot start: %s", exc, extra={"event": "start_failed"})
+        return 1
+    log.info("file-descriptor limit", extra={"event": "nofile", "nofile": nofile})
+    stop.wait()
+    gateway.stop()
+    return 1 if gateway.failure else 0
+
+
+def _auth_keys(args: argparse.Namespace, configured: str) -> KeyRing | None:
+    """Keys from --keys-file, else the environment (a file or inline YAML), else the
+    config file's auth.keys_file; None when there are none (fine in mode none)."""
+    from services.common.keys import keys_from_env, load_keys_file
+
+    if args.keys_file:
+        return load_keys_file(args.keys_file)
+    from_env = keys_from_env(os.environ)
+    if from_env is None and configured:
+        return load_keys_file(configured)
+    return from_env
 
 
 def cmd_housekeeping(args: argparse.Namespace) -> int:
@@ -177,6 +226,31 @@ def _add_sign_parser(sub: Any) -> None:
     sign.set_defaults(func=cmd_sign)
 
 
+def _add_auth_parser(sub: Any) -> None:
+    auth = sub.add_parser(
+        "auth",
+        help="run the Auth Gateway (gRPC + HTTP): checks signatures and limits, forwards to Ingest",
+        description="Verify LOGOPS1-HMAC-SHA256 signatures (docs/signing.md), apply per-key "
+        "rate limits and forward pushes to the Ingest Gateway; while Ingest is down, keep "
+        "them in a durable spool and deliver them later.",
+    )
+    _add_config_flag(auth)
+    auth.add_argument("--host", help="address for both fronts (default 127.0.0.1)")
+    auth.add_argument("--http-port", type=int, help="HTTP port (default 8081; 0 picks one)")
+    auth.add_argument("--grpc-port", type=int, help="gRPC port (default 50052; 0 picks one)")
+    auth.add_argument("--keys-file", help="YAML keys file (default: env LOGOPS_AUTH_KEYS_FILE, "
+                      "or the keys inline in LOGOPS_AUTH_KEYS)")
+    auth.add_argument("--forward", metavar="URL",
+                      help="the Ingest Gateway: grpc://HOST:PORT (default "
+                      "grpc://127.0.0.1:50051) or http://HOST:PORT")
+    auth.add_argument("--spool-dir", help="durable spool folder (default data/spool)")
+    auth.add_argument("--redis", metavar="URL",
+                      help="redis://HOST:PORT/DB: nonces and rate limits shared by replicas")
+    auth.add_argument("--mode", choices=("hmac", "none"),
+                      help="hmac (default): every push signed; none: open, for local use only")
+    auth.set_defaults(func=cmd_auth)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="logops",
@@ -193,6 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--sink-dir", help="NDJSON sink folder (default data/ingest)")
     ingest.add_argument("--durability", choices=("batch", "interval", "none"))
     ingest.set_defaults(func=cmd_ingest)
+
+    _add_auth_parser(sub)
 
     hk = sub.add_parser("housekeeping", help="delete or archive sink files past retention")
     _add_config_flag(hk)

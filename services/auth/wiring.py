@@ -1,0 +1,310 @@
+"""Builds the Auth Gateway from its config: replay and rate state, verifier, forwarder, spool,
+core, metrics and both fronts.
+
+The one place where the pieces meet. ``AuthGateway.start()`` opens the spool, binds both
+fronts and announces the addresses in a JSON log line; ``stop()`` drains the fronts
+within the grace period, then closes the core (its drainer, the forwarder and the spool)
+and the Redis client.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from grpc_health.v1 import health_pb2
+from prometheus_client import CollectorRegistry
+
+from services.auth.breaker import ForwardBreaker
+from services.auth.core import AuthCore
+from services.auth.forwarder import Forwarder, Signer
+from services.auth.grpc_front import SERVICE_NAME, create_grpc_server
+from services.auth.http_front import create_http_app
+from services.auth.metrics import AuthMetrics
+from services.auth.ratelimit import MemoryRateLimiter, Rate, RateLimiter, RedisRateLimiter
+from services.auth.spool import Spool
+from services.common.config import AuthConfig, ConfigError, RateConfig
+from services.common.http_server import HttpServer
+from services.common.keys import MIN_SECRET_BYTES, KeyRing
+from services.common.nonces import MemoryNonceStore, RedisNonceStore
+from services.common.process import MemoryReleaser
+from services.common.signing import NonceStore, Verifier, sign_headers
+
+if TYPE_CHECKING:
+    from redis import Redis
+
+__all__ = ["AuthGateway", "BoundAddresses"]
+
+log = logging.getLogger(__name__)
+
+READINESS_INTERVAL_SEC = 1.0
+# Free heap pages go back to the system every few readiness ticks.
+RELEASE_MEMORY_TICKS = 5
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+# A Redis that does not answer within this fails the request (503), not the thread.
+REDIS_TIMEOUT_SEC = 2.0
+
+
+@dataclass(frozen=True)
+class BoundAddresses:
+    http_host: str
+    http_port: int
+    grpc_host: str
+    grpc_port: int
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.http_host}:{self.http_port}"
+
+    @property
+    def grpc_target(self) -> str:
+        return f"{self.grpc_host}:{self.grpc_port}"
+
+
+def rate_of(cfg: RateConfig, where: str) -> Rate | None:
+    """A configured rate; 0 per second is no limit, a burst of 0 one second's worth."""
+    if cfg.per_sec <= 0:
+        return None
+    try:
+        return Rate(cfg.per_sec, cfg.burst or max(1, math.ceil(cfg.per_sec)))
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _spool(cfg: AuthConfig) -> Spool:
+    spool = cfg.spool
+    try:
+        return Spool(spool.dir, spool.max_bytes, spool.max_batches, spool.durability)
+    except ValueError as exc:
+        raise ConfigError(f"auth.spool: {exc}") from None
+
+
+def hop_signer(key_id: str, secret_file: str) -> Signer | None:
+    """Signs the hop to Ingest with the gateway's own key; None when no key is set."""
+    if not key_id:
+        return None
+    if not secret_file:
+        raise ConfigError("auth.forward.secret_file: required when auth.forward.key_id is set")
+    try:
+        # The file's text without its final line break, as `logops sign` reads it.
+        secret = Path(secret_file).read_bytes().rstrip(b"\r\n")
+    except OSError as exc:
+        raise ConfigError(f"auth.forward.secret_file: cannot read {secret_file}: {exc}") from exc
+    if len(secret) < MIN_SECRET_BYTES:
+        raise ConfigError(
+            f"auth.forward.secret_file: the secret is shorter than {MIN_SECRET_BYTES} bytes"
+        )
+    try:
+        sign_headers((key_id, secret), b"", "application/json")
+    except ValueError as exc:
+        raise ConfigError(f"auth.forward.key_id: {exc}") from None
+
+    def sign(body: bytes, media_type: str) -> Mapping[str, str]:
+        return sign_headers((key_id, secret), body, media_type)
+
+    return sign
+
+
+class AuthGateway:
+    """``keys`` is required in mode ``hmac``. ``on_failure`` is called (once) when a front
+    stops serving on its own: the gateway is then not ready on either front, and whoever
+    runs it should stop it."""
+
+    def __init__(
+        self,
+        cfg: AuthConfig,
+        keys: KeyRing | None,
+        registry: CollectorRegistry | None = None,
+        on_failure: Callable[[], None] | None = None,
+    ) -> None:
+        if cfg.mode == "hmac" and not keys:
+            raise ConfigError(
+                "auth.mode is hmac but no keys were given: use --keys-file F, "
+                "LOGOPS_AUTH_KEYS_FILE or LOGOPS_AUTH_KEYS (or --mode none for local use)"
+            )
+        self.cfg = cfg
+        self.failure: str | None = None
+        self._on_failure = on_failure
+        self.registry = registry or CollectorRegistry()
+        self.metrics = AuthMetrics(self.registry)
+        self._redis = _redis_client(cfg.redis) if cfg.redis else None
+        self.breaker = ForwardBreaker(cfg.forward.breaker_fail_max, cfg.forward.breaker_reset_sec)
+        self.forwarder = self._forwarder()
+        self.spool = _spool(cfg)
+        self.core = AuthCore(
+            cfg,
+            self._verifier(keys),
+            self._limiter(),
+            self.forwarder,
+            self.spool,
+            self.metrics,
+            breaker_state=lambda: self.breaker.state,
+        )
+        self._grpc_bound = False
+        self._stopping = threading.Event()
+        self._readiness = threading.Thread(
+            target=self._watch_readiness, name="readiness", daemon=True
+        )
+        self.addresses: BoundAddresses | None = None
+
+    def _forwarder(self) -> Forwarder:
+        fwd = self.cfg.forward
+        try:
+            return Forwarder(
+                fwd.target,
+                hop_signer(fwd.key_id, fwd.secret_file),
+                fwd.attempt_timeout_sec,
+                fwd.max_attempts,
+                fwd.backoff_base_sec,
+                fwd.backoff_max_sec,
+                self.breaker,
+                observer=self.metrics,
+            )
+        except ValueError as exc:
+            if isinstance(exc, ConfigError):
+                raise
+            raise ConfigError(f"auth.forward: {exc}") from None
+
+    def _verifier(self, keys: KeyRing | None) -> Verifier | None:
+        if self.cfg.mode == "none" or keys is None:
+            return None
+        nonces: NonceStore = (
+            RedisNonceStore(self._redis) if self._redis is not None else MemoryNonceStore()
+        )
+        try:
+            return Verifier(
+                keys,
+                nonces,
+                max_skew_sec=self.cfg.max_clock_skew_sec,
+                nonce_ttl_sec=self.cfg.nonce_ttl_sec,
+            )
+        except ValueError as exc:
+            raise ConfigError(f"auth.nonce_ttl_sec: {exc}") from None
+
+    def _limiter(self) -> RateLimiter:
+        requests = rate_of(self.cfg.requests_per_key, "auth.requests_per_key")
+        global_records = rate_of(self.cfg.global_records, "auth.global_records")
+        if self._redis is not None:
+            return RedisRateLimiter(self._redis, requests=requests, global_records=global_records)
+        return MemoryRateLimiter(requests=requests, global_records=global_records)
+
+    def start(self) -> BoundAddresses:
+        self.core.start()
+        try:
+            self._grpc, grpc_port, self._health = create_grpc_server(self.core, self.cfg)
+            self._grpc_bound = True
+            self.http_app = create_http_app(self.core, self.registry, self.cfg.mode)
+            self._http = HttpServer(
+                self.http_app,
+                self.cfg.http,
+                self.cfg.http_threads,
+                self.cfg.limits,
+                self.cfg.connections,
+                on_died=self._front_died,
+                on_refused=self.core.refusal_counter("http"),
+            )
+        except BaseException:
+            if self._grpc_bound:
+                self._grpc.stop(None)
+            self._close_backends()
+            raise
+        self._grpc.start()
+        self._http.start()
+        self._readiness.start()
+        self.addresses = BoundAddresses(
+            self._http.host, self._http.port, self.cfg.grpc.host, grpc_port
+        )
+        self._announce(self.addresses)
+        return self.addresses
+
+    def _announce(self, addresses: BoundAddresses) -> None:
+        log.info(
+            "auth gateway listening",
+            extra={
+                "event": "listening",
+                "service": "auth",
+                "http": addresses.http_url,
+                "grpc": addresses.grpc_target,
+                "forward": self.cfg.forward.target,
+                "mode": self.cfg.mode,
+                "redis": self._redis is not None,
+                "spool_dir": self.cfg.spool.dir,
+                "hop_signed": bool(self.cfg.forward.key_id),
+            },
+        )
+        if self.cfg.mode == "none":
+            log.warning(
+                "AUTH MODE NONE: every push is accepted UNSIGNED and forwarded; "
+                "no signature, replay or per-key rate check. For local use only.",
+                extra={"event": "auth_disabled", "mode": "none"},
+            )
+
+    def stop(self, grace: float | None = None) -> None:
+        if self._stopping.is_set():
+            return
+        grace = self.cfg.shutdown_grace_sec if grace is None else grace
+        log.info("auth gateway stopping", extra={"event": "stopping", "grace_sec": grace})
+        self._stopping.set()
+        self._health.enter_graceful_shutdown()
+        grpc_done = self._grpc.stop(grace)
+        self._http.stop(grace)
+        grpc_done.wait(grace + 1)
+        self._close_backends()
+        log.info("auth gateway stopped", extra={"event": "stopped"})
+
+    def _close_backends(self) -> None:
+        self.core.close()  # its drainer, the forwarder and the spool
+        if self._redis is not None:
+            self._redis.close()
+
+    def _front_died(self, front: str, error: BaseException | None) -> None:
+        """A front's serving thread ended on its own: never stay half alive."""
+        if self._stopping.is_set() or self.failure is not None:
+            return
+        self.failure = f"the {front} front stopped serving"
+        self.core.fail(self.failure)
+        for name in ("", SERVICE_NAME):
+            self._health.set(name, NOT_SERVING)
+        if self._on_failure is not None:
+            self._on_failure()
+
+    def _watch_readiness(self) -> None:
+        """Mirror readiness (``/readyz``) into gRPC health for ``logops.v1.LogService``;
+        the server-wide entry ``""`` stays SERVING while the process is alive. Also
+        hands free heap pages back, so memory comes down after a burst."""
+        serving = True
+        release_memory = MemoryReleaser()
+        ticks = 0
+        while not self._stopping.wait(READINESS_INTERVAL_SEC):
+            ticks += 1
+            if ticks % RELEASE_MEMORY_TICKS == 0:
+                release_memory()
+            problem = self.core.readiness()
+            if (problem is None) != serving:
+                serving = problem is None
+                self._health.set(SERVICE_NAME, SERVING if serving else NOT_SERVING)
+                log.warning(
+                    "readiness changed",
+                    extra={"event": "readiness", "ready": serving, "problem": problem},
+                )
+
+
+def _redis_client(url: str) -> Redis:
+    """One client (a connection pool) for nonces and rate limits; connects lazily, so a
+    Redis still starting makes requests 503, not the gateway fail to start."""
+    import redis
+
+    options: dict[str, Any] = {
+        "socket_timeout": REDIS_TIMEOUT_SEC,
+        "socket_connect_timeout": REDIS_TIMEOUT_SEC,
+    }
+    try:
+        return redis.Redis.from_url(url, **options)
+    except ValueError as exc:
+        raise ConfigError(f"auth.redis: {exc}") from None
