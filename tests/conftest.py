@@ -108,3 +108,40 @@ def grow_fs(mnt: Path, size: str = "8m") -> None:
     import subprocess
 
     subprocess.run(["mount", "-o", f"remount,size={size}", str(mnt)], check=True)
+
+
+AuthFactory = Callable[..., Any]
+
+
+def auth_config(spool_dir: Path, forward: str, **overrides: Any) -> Any:
+    """Auth config on free loopback ports forwarding to ``forward``, with ``overrides`` as
+    dotted keys below auth."""
+    base = {
+        "auth.http.port": 0,
+        "auth.grpc.port": 0,
+        "auth.spool.dir": str(spool_dir),
+        "auth.forward.target": forward,
+        "auth.shutdown_grace_sec": 1.0,
+    }
+    base.update({f"auth.{k}": v for k, v in overrides.items()})
+    return load_config(env={}, overrides=base).auth
+
+
+@pytest.fixture
+def auth_gateway(tmp_path: Path) -> Iterator[AuthFactory]:
+    """Start Auth Gateways in this process on free ports: ``start(forward, keys,
+    **overrides)`` (``keys`` a KeyRing, or None in mode none); all are stopped afterwards."""
+    from services.auth.wiring import AuthGateway
+
+    started: list[AuthGateway] = []
+
+    def start(forward: str, keys: Any, **overrides: Any) -> AuthGateway:
+        spool_dir = overrides.pop("spool_dir", tmp_path / f"spool{len(started)}")
+        gw = AuthGateway(auth_config(spool_dir, forward, **overrides), keys, CollectorRegistry())
+        gw.start()
+        started.append(gw)
+        return gw
+
+    yield start
+    for gw in started:
+        gw.stop(grace=0.5)
