@@ -40,6 +40,7 @@ def _add_config_flag(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
+    from services.common.keys import keys_from_env
     from services.ingest.wiring import IngestGateway
 
     cfg = _config(
@@ -51,12 +52,16 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             "ingest.grpc.port": args.grpc_port,
             "ingest.sink.dir": args.sink_dir,
             "ingest.sink.durability": args.durability,
+            "ingest.keys_file": args.keys_file,
         },
     )
     configure_logging(cfg.logging.level)
     nofile = raise_fd_limit()
     stop = threading.Event()
-    gateway = IngestGateway(cfg.ingest, on_failure=stop.set)
+    # --keys-file / ingest.keys_file first (the gateway loads it), else the Auth Gateway's
+    # variables; a file that cannot be read or is invalid is a ConfigError: exit 2.
+    keys = None if cfg.ingest.keys_file else keys_from_env(os.environ)
+    gateway = IngestGateway(cfg.ingest, on_failure=stop.set, keys=keys)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     try:
@@ -266,6 +271,12 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--grpc-port", type=int, help="gRPC port (default 50051; 0 picks one)")
     ingest.add_argument("--sink-dir", help="NDJSON sink folder (default data/ingest)")
     ingest.add_argument("--durability", choices=("batch", "interval", "none"))
+    ingest.add_argument(
+        "--keys-file",
+        help="verify LOGOPS1-HMAC-SHA256 signatures with these keys, e.g. the Auth Gateway's "
+        "hop key (env LOGOPS_INGEST_KEYS_FILE, else LOGOPS_AUTH_KEYS_FILE/LOGOPS_AUTH_KEYS; "
+        "default: none, every push is taken unsigned)",
+    )
     ingest.set_defaults(func=cmd_ingest)
 
     _add_auth_parser(sub)

@@ -103,6 +103,10 @@ class IngestConfig:
     pii: PiiConfig = field(default_factory=PiiConfig)
     housekeeping: HousekeepingConfig = field(default_factory=HousekeepingConfig)
     shutdown_grace_sec: float = 5.0
+    # YAML keys file (the Auth Gateway's format): pushes must be signed with one of its keys
+    # (the Auth Gateway's hop key). Empty: LOGOPS_AUTH_KEYS_FILE / LOGOPS_AUTH_KEYS if set
+    # (read by the entry point), else every push is taken unsigned.
+    keys_file: str = ""
 
 
 @dataclass(frozen=True)

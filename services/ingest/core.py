@@ -1,9 +1,10 @@
 """The Ingest Gateway's core: every decision about a push, whichever front carried it.
 
-The fronts decode a request into a ``Batch`` and call :meth:`IngestCore.handle`; the
-core admits it (in-flight cap), validates it (limits, names), normalises it, stores it
-in the NDJSON sink exactly once, and reports the outcome. Imports only the standard
-library and the project's own model: no gRPC, Falcon or Prometheus here.
+The fronts describe a request as an :class:`IncomingPush` (how to read its body, how to
+decode it, what its signature covers) and call :meth:`IngestCore.handle`; the core admits
+it (in-flight cap), verifies its signature when it has keys, validates it (limits, names),
+normalises it, stores it in the NDJSON sink exactly once, and reports the outcome. Imports
+only the standard library and the project's own model: no gRPC, Falcon or Prometheus here.
 """
 
 from __future__ import annotations
@@ -14,11 +15,19 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Protocol
 
 from services.common.config import IngestConfig
-from services.common.errors import BadRequest, LogOpsError, TooLarge, Unavailable
+from services.common.errors import (
+    BadRequest,
+    LogOpsError,
+    TooLarge,
+    Unauthenticated,
+    Unavailable,
+)
 from services.common.model import Batch, MissingCounts, PushResult
+from services.common.signing import Headers, Verifier
 from services.ingest.native import make_normaliser
 from services.ingest.normalize import NormalisedBatch
 from services.ingest.sink import NdjsonSink, SinkError, StoredBatch
@@ -36,10 +45,28 @@ class IngestObserver(Protocol):
     def inflight(self, front: str, delta: int) -> None: ...
     def batch_stored(self, emitter: str, nb: NormalisedBatch) -> None: ...
     def duplicate(self) -> None: ...
+    def auth_rejected(self, reason: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingPush:
+    """A push as a front received it; the core decides what happens in which order.
+
+    ``read`` returns the body exactly as it arrived, within the size limit (HTTP: still
+    compressed; gRPC: the raw request message); ``decode`` turns those bytes into a batch.
+    ``headers`` (lowercase names; HTTP headers or gRPC metadata) and ``media_type`` (lowercase,
+    no parameters) are what a signature covers.
+    """
+
+    read: Callable[[], bytes]
+    decode: Callable[[bytes], Batch]
+    headers: Headers = ()
+    media_type: str = ""
 
 
 class IngestCore:
-    """Owns admission, validation, normalisation and storage for the Ingest Gateway."""
+    """Owns admission, verification, validation, normalisation and storage for the Ingest
+    Gateway. Without a ``verifier`` every push is taken unsigned (loopback use)."""
 
     def __init__(
         self,
@@ -47,8 +74,10 @@ class IngestCore:
         sink: NdjsonSink,
         observer: IngestObserver,
         clock: Callable[[], float] = time.time,
+        verifier: Verifier | None = None,
     ) -> None:
         self.cfg = cfg
+        self.verifier = verifier
         self.limits = cfg.limits
         self._sink = sink
         self._observer = observer
@@ -108,8 +137,8 @@ class IngestCore:
         """A JSON body as a batch left undecoded for the C path, or None: decode it."""
         return self._normaliser.json_batch(body)
 
-    def handle(self, front: str, request_id: str, decode: Callable[[], Batch]) -> PushResult:
-        """Admit, decode (front-specific, may read the body) and store one push.
+    def handle(self, front: str, request_id: str, incoming: IncomingPush) -> PushResult:
+        """Admit, verify, read and decode (front-specific), and store one push.
 
         Every outcome, success or error, is counted once here, by front and code.
         """
@@ -117,7 +146,7 @@ class IngestCore:
         code, records = "OK", 0
         try:
             with self._admitted(front):
-                batch = decode()
+                batch = self._receive(incoming)
                 records = batch.count()
                 return self.push(batch, request_id)
         except LogOpsError as exc:
@@ -128,6 +157,26 @@ class IngestCore:
             raise
         finally:
             self._observer.request_done(front, code, time.perf_counter() - started, records)
+
+    def _receive(self, incoming: IncomingPush) -> Batch:
+        if self.verifier is None:
+            return incoming.decode(incoming.read())
+        # Every key on Ingest is a forwarder (the Auth Gateway's hop key carries other
+        # emitters' batches, and keys have no role yet to tell a client key apart), so a
+        # verified batch keeps its own emitter: the key only proves who may push.
+        return incoming.decode(self._verified_body(self.verifier, incoming))
+
+    def _verified_body(self, verifier: Verifier, incoming: IncomingPush) -> bytes:
+        """Cheapest first: headers, key and clock (nothing read yet), the size limit (in
+        ``read``), then hash, signature and nonce over the exact bytes received."""
+        try:
+            signed = verifier.check_headers(incoming.headers, incoming.media_type)
+            body = incoming.read()
+            verifier.check_body(signed, body)
+        except Unauthenticated as exc:
+            self._observer.auth_rejected(exc.reason)
+            raise
+        return body
 
     def push(self, batch: Batch, request_id: str = "") -> PushResult:
         self._validate(batch)

@@ -16,6 +16,10 @@ from services.ingest.normalize import NormalisedBatch
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 FSYNC_BUCKETS = (0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0)
+# The reasons a signature check refuses with (docs/signing.md), shown at zero from the start.
+AUTH_REASONS = (
+    "missing_auth", "unknown_key", "clock_skew", "bad_content_hash", "bad_signature", "replay",
+)
 
 
 class BoundedLabel:
@@ -109,9 +113,17 @@ class IngestMetrics:
             buckets=FSYNC_BUCKETS,
             registry=registry,
         )
+        self.auth_rejections = Counter(
+            "logops_ingest_auth_rejected_total",
+            "Pushes refused by the signature check (only with keys), by reason.",
+            ["reason"],
+            registry=registry,
+        )
         for field in ("ts", "level"):
             for reason in ("absent", "invalid"):
                 self.missing.labels(field, reason)
+        for reason in AUTH_REASONS:
+            self.auth_rejections.labels(reason)
 
     # IngestObserver
     def request_done(self, front: str, code: str, seconds: float, records: int) -> None:
@@ -141,6 +153,10 @@ class IngestMetrics:
 
     def duplicate(self) -> None:
         self.duplicates.inc()
+
+    def auth_rejected(self, reason: str) -> None:
+        # Reasons come from the errors table, a fixed set: no client text becomes a label.
+        self.auth_rejections.labels(reason).inc()
 
     # SinkObserver
     def sink_written(self, nbytes: int) -> None:

@@ -127,6 +127,15 @@ def _push_operation() -> dict[str, Any]:
         ("X-LogOps-Run-Id", "Run id for bodies without an envelope."),
         ("X-LogOps-Format", "Format of raw lines (text/plain), detected when absent."),
     ]
+    signature = "LOGOPS1-HMAC-SHA256 (docs/signing.md); required only when the gateway runs "
+    "with keys (--keys-file), ignored otherwise: "
+    header += [
+        ("X-LogOps-Key-Id", signature + "the key's id."),
+        ("X-LogOps-Timestamp", signature + "Unix seconds of signing."),
+        ("X-LogOps-Nonce", signature + "16+ random bytes, base64url, new for every request."),
+        ("X-LogOps-Content-Sha256", signature + "hex SHA-256 of the body bytes as sent."),
+        ("X-LogOps-Signature", signature + "v1=<hex HMAC-SHA256>, comma-separated."),
+    ]
     return {
         "operationId": "pushLogs",
         "summary": "Store a batch of log records (partial success, idempotent by batch_id).",
@@ -163,6 +172,10 @@ def _push_operation() -> dict[str, Any]:
                 },
             },
             "400": _error("Malformed body or framing (e.g. Content-Length with chunked)."),
+            "401": _error(
+                "Signature missing or wrong, unknown key, clock skew or replay (only when the "
+                "gateway runs with keys); the reason says which."
+            ),
             "408": _error("Request head or body not complete within its deadline."),
             "413": _error("Body or batch too large."),
             "415": _error("Unsupported content type or encoding."),

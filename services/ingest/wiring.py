@@ -1,12 +1,14 @@
 """Builds the Ingest Gateway from its config: core, sink, metrics and both fronts.
 
 The one place where the pieces meet. ``IngestGateway.start()`` binds both fronts and
-announces the addresses in a JSON log line; ``stop()`` drains them within the grace
-period and closes the sink.
+announces the addresses (and whether pushes are verified) in a JSON log line; ``stop()``
+drains them within the grace period and closes the sink. With keys (``keys``, or the file
+``cfg.keys_file``) every push must carry a LOGOPS1-HMAC-SHA256 signature of one of them.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import threading
 from collections.abc import Callable
@@ -17,7 +19,10 @@ from prometheus_client import CollectorRegistry
 
 from services.common.config import IngestConfig
 from services.common.http_server import HttpServer
+from services.common.keys import KeyRing, load_keys_file
+from services.common.nonces import MemoryNonceStore
 from services.common.process import MemoryReleaser
+from services.common.signing import Verifier
 from services.ingest.core import IngestCore
 from services.ingest.grpc_front import SERVICE_NAME, create_grpc_server
 from services.ingest.housekeeping import HousekeepingScheduler
@@ -50,15 +55,38 @@ class BoundAddresses:
         return f"{self.grpc_host}:{self.grpc_port}"
 
 
+def build_verifier(cfg: IngestConfig, keys: KeyRing | None) -> Verifier | None:
+    """The signature check for ``keys``, else for ``cfg.keys_file``; None when neither: open.
+
+    A keys file that cannot be read or is invalid raises ``ConfigError`` naming it.
+    """
+    if keys is None and cfg.keys_file:
+        keys = load_keys_file(cfg.keys_file)
+    if keys is None:
+        return None
+    return Verifier(keys, MemoryNonceStore())
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name that may resolve anywhere, or "" (every address)
+
+
 class IngestGateway:
     """``on_failure`` is called (once) when a front stops serving on its own: the gateway
-    is then not ready on either front, and whoever runs it should stop it."""
+    is then not ready on either front, and whoever runs it should stop it. ``keys``, when
+    given, are the keys whose signatures it accepts (instead of ``cfg.keys_file``)."""
 
     def __init__(
         self,
         cfg: IngestConfig,
         registry: CollectorRegistry | None = None,
         on_failure: Callable[[], None] | None = None,
+        keys: KeyRing | None = None,
     ) -> None:
         self.cfg = cfg
         self.failure: str | None = None
@@ -66,7 +94,9 @@ class IngestGateway:
         self.registry = registry or CollectorRegistry()
         self.metrics = IngestMetrics(self.registry)
         self.sink = NdjsonSink(cfg.sink, observer=self.metrics)
-        self.core = IngestCore(cfg, self.sink, self.metrics)
+        self.core = IngestCore(
+            cfg, self.sink, self.metrics, verifier=build_verifier(cfg, keys)
+        )
         self._housekeeping: HousekeepingScheduler | None = None
         self._stopping = threading.Event()
         self._readiness = threading.Thread(
@@ -99,20 +129,34 @@ class IngestGateway:
         self.addresses = BoundAddresses(
             self._http.host, self._http.port, self.cfg.grpc.host, grpc_port
         )
+        self._announce(self.addresses)
+        return self.addresses
+
+    def _announce(self, addresses: BoundAddresses) -> None:
+        verify = self.core.verifier is not None
+        exposed = [h for h in (addresses.http_host, addresses.grpc_host) if not is_loopback(h)]
+        if exposed and not verify:
+            # Before the listening line, so whoever waits for that has seen this too.
+            log.warning(
+                "ingest gateway listens beyond loopback without keys: anyone who reaches "
+                "it can push; give it the Auth Gateway's hop key (--keys-file)",
+                extra={"event": "unverified_exposed", "hosts": sorted(set(exposed))},
+            )
         log.info(
             "ingest gateway listening",
             extra={
                 "event": "listening",
                 "service": "ingest",
-                "http": self.addresses.http_url,
-                "grpc": self.addresses.grpc_target,
+                "http": addresses.http_url,
+                "grpc": addresses.grpc_target,
                 "sink_dir": self.cfg.sink.dir,
                 "durability": self.cfg.sink.durability,
                 # False: the C hot path was not built; the Python one is slower.
                 "native": self.core.native,
+                # False: unsigned pushes are stored (no keys); fine on loopback only.
+                "verify": verify,
             },
         )
-        return self.addresses
 
     def stop(self, grace: float | None = None) -> None:
         if self._stopping.is_set():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -12,12 +12,15 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from services.common.config import load_config
-from services.common.errors import BadRequest, TooLarge, Unavailable
+from services.common.errors import BadRequest, TooLarge, Unauthenticated, Unavailable
 from services.common.model import Batch
+from services.common.nonces import MemoryNonceStore
+from services.common.signing import Verifier, sign_headers
 from services.ingest import core as core_module
-from services.ingest.core import IngestCore
+from services.ingest.core import IncomingPush, IngestCore
 from services.ingest.metrics import IngestMetrics
 from services.ingest.sink import NdjsonSink, SinkError
+from tests.signing_testing import KEY, make_keyring
 
 
 @pytest.fixture
@@ -33,6 +36,11 @@ def core(tmp_path: Path, registry: CollectorRegistry) -> Iterator[IngestCore]:
     c.start()
     yield c
     c.close()
+
+
+def given(make: Callable[[], Batch]) -> IncomingPush:
+    """A push whose decoding is ``make`` (nothing to read, unsigned)."""
+    return IncomingPush(read=lambda: b"", decode=lambda _: make())
 
 
 def lines(core: IngestCore) -> list[bytes]:
@@ -71,7 +79,7 @@ def test_in_flight_cap_refuses_before_decoding(core: IngestCore) -> None:
         return Batch(records=[{"msg": "x"}])
 
     holders = [
-        threading.Thread(target=core.handle, args=("http", "r", slow_decode))
+        threading.Thread(target=core.handle, args=("http", "r", given(slow_decode)))
         for _ in range(core.limits.max_inflight)
     ]
     for t in holders:
@@ -79,13 +87,13 @@ def test_in_flight_cap_refuses_before_decoding(core: IngestCore) -> None:
     for _ in holders:  # every slot is taken by a request held in its decode step
         assert inside.acquire(timeout=5)
     with pytest.raises(Unavailable) as info:
-        core.handle("grpc", "r", lambda: decoded.append(1) or Batch(records=[]))
+        core.handle("grpc", "r", given(lambda: decoded.append(1) or Batch(records=[])))
     assert info.value.reason == "overloaded" and info.value.retry_after_seconds == 1
     assert decoded == []
     release.set()
     for t in holders:
         t.join()
-    assert core.handle("grpc", "r", lambda: Batch(records=[{"msg": "y"}])).accepted == 1
+    assert core.handle("grpc", "r", given(lambda: Batch(records=[{"msg": "y"}]))).accepted == 1
 
 
 def test_limits_and_names(core: IngestCore) -> None:
@@ -100,13 +108,14 @@ def test_limits_and_names(core: IngestCore) -> None:
 
 
 def test_every_outcome_is_counted_once(core: IngestCore, registry: CollectorRegistry) -> None:
-    core.handle("http", "r", lambda: Batch(records=[{"msg": "a", "level": "error"}], emitter="e"))
+    batch = Batch(records=[{"msg": "a", "level": "error"}], emitter="e")
+    core.handle("http", "r", given(lambda: batch))
 
     def bad() -> Batch:
         raise BadRequest("nope")
 
     with pytest.raises(BadRequest):
-        core.handle("grpc", "r", bad)
+        core.handle("grpc", "r", given(bad))
     value = registry.get_sample_value
     assert value("logops_ingest_requests_total", {"front": "http", "code": "OK"}) == 1
     assert value("logops_ingest_requests_total", {"front": "grpc", "code": "INVALID_ARGUMENT"}) == 1
@@ -158,8 +167,8 @@ def test_each_outcome_reports_its_code_and_the_records_decoded(
         raise RuntimeError("bug")
 
     with pytest.raises(RuntimeError):
-        core.handle("grpc", "r", broken)
-    core.handle("http", "r", lambda: Batch(records=[{"msg": "a"}] * 3))
+        core.handle("grpc", "r", given(broken))
+    core.handle("http", "r", given(lambda: Batch(records=[{"msg": "a"}] * 3)))
     assert calls.done == [("grpc", "INTERNAL", 0), ("http", "OK", 3)]
 
 
@@ -220,5 +229,52 @@ def test_a_request_is_timed_from_admission_to_answer(
     ticks = iter(range(0, 1000, 5))
     # A clock of the core alone that moves 5 s between readings.
     monkeypatch.setattr(core_module, "time", SimpleNamespace(perf_counter=lambda: next(ticks)))
-    core.handle("http", "r", lambda: Batch(records=[{"msg": "a"}]))
+    core.handle("http", "r", given(lambda: Batch(records=[{"msg": "a"}])))
     assert calls.seconds == [5]
+
+
+@pytest.fixture
+def verifying(tmp_path: Path, registry: CollectorRegistry) -> Iterator[IngestCore]:
+    cfg = load_config(env={}, overrides={"ingest.sink.dir": str(tmp_path / "sink")}).ingest
+    metrics = IngestMetrics(registry)
+    verifier = Verifier(make_keyring(), MemoryNonceStore())
+    c = IngestCore(cfg, NdjsonSink(cfg.sink, observer=metrics), metrics, verifier=verifier)
+    c.start()
+    yield c
+    c.close()
+
+
+def test_an_unsigned_push_is_refused_before_its_body_is_read(
+    verifying: IngestCore, registry: CollectorRegistry
+) -> None:
+    reads: list[int] = []
+
+    def read() -> bytes:
+        reads.append(1)
+        return b"{}"
+
+    incoming = IncomingPush(read, lambda _: Batch(records=[{"msg": "x"}]), {}, "application/json")
+    with pytest.raises(Unauthenticated) as info:
+        verifying.handle("http", "r", incoming)
+    assert (info.value.reason, reads) == ("missing_auth", [])
+    reason = {"reason": "missing_auth"}
+    assert registry.get_sample_value("logops_ingest_auth_rejected_total", reason) == 1
+
+
+def test_a_verified_push_is_decoded_from_the_bytes_that_were_signed(
+    verifying: IngestCore,
+) -> None:
+    body = b'{"emitter": "web", "records": [{"msg": "x"}]}'
+    decoded: list[bytes] = []
+
+    def decode(raw: bytes) -> Batch:
+        decoded.append(raw)
+        return Batch(records=[{"msg": "x"}], emitter="web")
+
+    headers = sign_headers(KEY, body, "application/json")
+    incoming = IncomingPush(lambda: body, decode, headers, "application/json")
+    assert verifying.handle("http", "r", incoming).accepted == 1
+    assert decoded == [body]
+    # Every key on Ingest forwards: the batch keeps its emitter, not the key's.
+    (line,) = lines(verifying)
+    assert json.loads(line)["emitter"] == "web" != KEY.emitter
