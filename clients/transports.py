@@ -1,21 +1,30 @@
 """Client transports for pushing batches to a LogOps gateway: ``send(batch) -> PushResult``.
 
 One encoder per payload kind (``encode_json``, protobuf via ``pb_codec``), shared by the
-transports; the transports only move bytes. A refusal comes back as the same
-``LogOpsError`` subclass whichever transport carried it.
+transports; the transports only move bytes. :meth:`prepare` encodes a batch once into a
+:class:`Prepared` (body, media type, headers); :meth:`send_prepared` is one attempt that
+signs those exact bytes afresh (a given ``signer``) and sends them, so a retry
+(:class:`clients.retry.RetryingTransport`) re-signs but never re-encodes. A refusal comes
+back as the same ``LogOpsError`` subclass whichever transport carried it.
 """
 
 from __future__ import annotations
 
+import email.utils
+import gzip
 import http.client
+import math
+import time
 import urllib.parse
-from collections.abc import Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
 
 import grpc
 import orjson
-from logops.v1 import logs_pb2, logs_pb2_grpc
+from logops.v1 import logs_pb2
 
+from clients.signed import Signer, as_signer
 from services.common.errors import (
     HTTP_STATUS_REASONS,
     LogOpsError,
@@ -23,13 +32,53 @@ from services.common.errors import (
     error_from_reason,
 )
 from services.common.grpc_errors import error_from_rpc
+from services.common.keys import ApiKey
 from services.common.model import Batch, PushResult
 from services.common.pb_codec import batch_to_pb, result_from_dict, result_from_pb
+from services.common.signing import GRPC_MEDIA_TYPE, media_type_of
+
+MEDIA_JSON = "application/json"
+MEDIA_PROTOBUF = "application/x-protobuf"
+
+# The generated stub's serializer takes a PushRequest object, so the raw (already signed)
+# bytes cannot go through it without being parsed and serialized again; the call is made
+# on the channel instead, with the method's name taken from the generated descriptor.
+_PUSH = logs_pb2.DESCRIPTOR.services_by_name["LogService"].methods_by_name["Push"]
+PUSH_METHOD = f"/{_PUSH.containing_service.full_name}/{_PUSH.name}"
+
+# A channel that failed to connect waits before trying again (up to 120 s by default) and
+# fails every call meanwhile; retries have their own backoff, so keep that wait short.
+_GRPC_RECONNECT = [
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
 
 
 class Transport(Protocol):
     def send(self, batch: Batch) -> PushResult: ...
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A batch encoded once: the ``body`` every attempt sends and signs with ``media_type``,
+    and the request headers that describe it (HTTP only)."""
+
+    body: bytes
+    media_type: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@runtime_checkable
+class PreparingTransport(Transport, Protocol):
+    """A transport that encodes once and sends the same bytes on every attempt.
+
+    ``timeout`` bounds one attempt (below the transport's own timeout), so a caller
+    with a deadline can keep an attempt within it.
+    """
+
+    def prepare(self, batch: Batch) -> Prepared: ...
+    def send_prepared(self, prepared: Prepared, timeout: float | None = None) -> PushResult: ...
 
 
 def encode_json(batch: Batch) -> bytes:
@@ -46,31 +95,66 @@ def encode_json(batch: Batch) -> bytes:
     return orjson.dumps(doc)
 
 
+def encode_push_request(batch: Batch) -> bytes:
+    """The serialized ``PushRequest`` of ``LogService/Push``."""
+    body: bytes = logs_pb2.PushRequest(batch=batch_to_pb(batch)).SerializeToString()
+    return body
+
+
+def _timeout(own: float, limit: float | None) -> float:
+    # Never zero: a socket timeout of 0 would make the HTTP connection non-blocking.
+    return own if limit is None else max(0.001, min(own, limit))
+
+
 class GrpcTransport:
+    """Pushes over gRPC; with a ``signer``, each call carries the five ``x-logops-*``
+    metadata entries signed over the serialized ``PushRequest`` it sends."""
+
     def __init__(
         self,
         target: str,
         timeout: float = 10.0,
         metadata: Sequence[tuple[str, str]] = (),
         max_message_bytes: int = 8 * 1024 * 1024,
+        *,
+        signer: Signer | ApiKey | None = None,
     ) -> None:
         self._channel = grpc.insecure_channel(
             target,
             options=[
                 ("grpc.max_send_message_length", max_message_bytes),
                 ("grpc.max_receive_message_length", max_message_bytes),
+                *_GRPC_RECONNECT,
             ],
         )
-        self._stub = logs_pb2_grpc.LogServiceStub(self._channel)
+        # No request serializer: the bytes signed are the bytes sent.
+        self._push = self._channel.unary_unary(
+            PUSH_METHOD,
+            request_serializer=None,
+            response_deserializer=logs_pb2.PushResponse.FromString,
+        )
         self._timeout = timeout
         self._metadata = tuple(metadata)
+        self._signer = as_signer(signer)
 
     def send(self, batch: Batch) -> PushResult:
-        return self.send_pb(logs_pb2.PushRequest(batch=batch_to_pb(batch)))
+        return self.send_prepared(self.prepare(batch))
 
     def send_pb(self, request: logs_pb2.PushRequest) -> PushResult:
+        return self.send_prepared(Prepared(request.SerializeToString(), GRPC_MEDIA_TYPE))
+
+    def prepare(self, batch: Batch) -> Prepared:
+        return Prepared(encode_push_request(batch), GRPC_MEDIA_TYPE)
+
+    def send_prepared(self, prepared: Prepared, timeout: float | None = None) -> PushResult:
+        metadata = self._metadata
+        if self._signer is not None:
+            signed = self._signer.sign(prepared.body, GRPC_MEDIA_TYPE)
+            metadata += tuple(signed.items())
         try:
-            response = self._stub.Push(request, timeout=self._timeout, metadata=self._metadata)
+            response = self._push(
+                prepared.body, timeout=_timeout(self._timeout, timeout), metadata=metadata
+            )
         except grpc.RpcError as err:
             raise error_from_rpc(err) from err
         return result_from_pb(response)
@@ -79,72 +163,133 @@ class GrpcTransport:
         self._channel.close()
 
 
+_Reply = tuple[int, dict[str, str], bytes]
+# How a connection the server closed fails on the next request (RemoteDisconnected is a
+# ConnectionResetError). A timeout is not among them: the server may be working on it.
+_CLOSED = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
+
+
 class HttpTransport:
-    """Keeps one connection open; ``content_type`` is ``application/json`` or protobuf."""
+    """Keeps one connection open (one thread at a time); ``content_type`` is
+    ``application/json`` or ``application/x-protobuf``. ``compress`` sends the body
+    gzipped (``Content-Encoding: gzip``), and a ``signer`` signs the body as sent, that is
+    the compressed bytes, with the request's media type."""
 
     def __init__(
         self,
         base_url: str,
-        content_type: str = "application/json",
+        content_type: str = MEDIA_JSON,
         timeout: float = 10.0,
+        *,
+        signer: Signer | ApiKey | None = None,
+        compress: bool = False,
+        path: str = "/v1/logs",
     ) -> None:
+        if media_type_of(content_type) not in (MEDIA_JSON, MEDIA_PROTOBUF):
+            raise ValueError(f"content_type must be {MEDIA_JSON} or {MEDIA_PROTOBUF}")
         url = urllib.parse.urlsplit(base_url)
         self._host, self._port = url.hostname or "127.0.0.1", url.port or 80
         self._timeout = timeout
         self._content_type = content_type
+        self._signer = as_signer(signer)
+        self._compress = compress
+        self._path = path
         self._conn: http.client.HTTPConnection | None = None
 
     def send(self, batch: Batch) -> PushResult:
-        if self._content_type == "application/x-protobuf":
+        return self.send_prepared(self.prepare(batch))
+
+    def prepare(self, batch: Batch) -> Prepared:
+        media_type = media_type_of(self._content_type)
+        if media_type == MEDIA_PROTOBUF:
             body = batch_to_pb(batch).SerializeToString()
         else:
             body = encode_json(batch)
-        status, headers, data = self.post(body, {"Content-Type": self._content_type})
-        return self.result(status, headers, data)
+        headers = {"Content-Type": self._content_type}
+        if self._compress:
+            body = gzip.compress(body, compresslevel=6, mtime=0)
+            headers["Content-Encoding"] = "gzip"
+        return Prepared(body, media_type, headers)
 
-    def post(
-        self, body: bytes, headers: dict[str, str], path: str = "/v1/logs"
-    ) -> tuple[int, dict[str, str], bytes]:
-        """POST raw bytes; reconnects once if the kept-alive connection was closed."""
-        for attempt in (1, 2):
-            conn = self._connection()
+    def send_prepared(self, prepared: Prepared, timeout: float | None = None) -> PushResult:
+        signer = self._signer
+
+        def headers() -> Mapping[str, str]:
+            if signer is None:
+                return prepared.headers
+            return {**prepared.headers, **signer.sign(prepared.body, prepared.media_type)}
+
+        return self.result(*self._exchange(prepared.body, headers, self._path, timeout))
+
+    def post(self, body: bytes, headers: dict[str, str], path: str = "/v1/logs") -> _Reply:
+        """POST raw bytes (unsigned: ``headers`` as given); sent again once on a fresh
+        connection if the connection was closed under it."""
+        return self._exchange(body, lambda: headers, path, None)
+
+    def _exchange(
+        self,
+        body: bytes,
+        headers: Callable[[], Mapping[str, str]],
+        path: str,
+        timeout: float | None,
+    ) -> _Reply:
+        """One request, sent again at once on a fresh connection once if the connection
+        was closed under it (a kept-alive one the server had dropped, or one accepted at
+        the server's connection cap and closed to make room); ``headers`` is asked for
+        each sending, so no signature is reused.
+
+        Any other failure (refused, timed out, a second reset) is no answer: maybe stored,
+        maybe not. It is not resent here; a retry with the same batch_id, after a
+        backoff, settles it.
+        """
+        for sending in (1, 2):
+            conn = self._connection(_timeout(self._timeout, timeout))
+            sent = dict(headers())
             try:
-                try:
-                    conn.request("POST", path, body=body, headers=headers)
-                except OSError:
-                    # A server may refuse an oversized body as soon as it has the headers
-                    # and close while the body is still going out: its answer is waiting.
-                    if conn.sock is None:
-                        raise
-                resp = conn.getresponse()
-                data = resp.read()
+                return _round_trip(conn, path, body, sent)
             except (OSError, http.client.HTTPException) as exc:
                 self.close()
-                if attempt == 2:
-                    # Maybe stored, maybe not: a retry with the same batch_id settles it.
+                if sending == 2 or not isinstance(exc, _CLOSED):
                     raise Unavailable(
                         f"no answer from {self._host}:{self._port}: {exc}",
                         reason="downstream_unavailable",
                     ) from exc
-                continue
-            return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
         raise AssertionError("unreachable")
 
     @staticmethod
     def result(status: int, headers: dict[str, str], data: bytes) -> PushResult:
-        if status == 200:
+        # 202: an Auth Gateway took the batch into its spool (the body says ``spooled``).
+        if 200 <= status < 300:
             return result_from_dict(orjson.loads(data))
         raise http_error(status, headers, data)
 
-    def _connection(self) -> http.client.HTTPConnection:
+    def _connection(self, timeout: float) -> http.client.HTTPConnection:
         if self._conn is None:
-            self._conn = http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
+            self._conn = http.client.HTTPConnection(self._host, self._port, timeout=timeout)
+        self._conn.timeout = timeout
+        if self._conn.sock is not None:
+            self._conn.sock.settimeout(timeout)
         return self._conn
 
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+def _round_trip(
+    conn: http.client.HTTPConnection, path: str, body: bytes, headers: dict[str, str]
+) -> _Reply:
+    try:
+        conn.request("POST", path, body=body, headers=headers)
+    except OSError:
+        # A server may refuse an oversized body as soon as it has the headers and close
+        # while the body is still going out: its answer is waiting (it drains first).
+        if conn.sock is None:
+            raise
+    resp = conn.getresponse()
+    data = resp.read()
+    return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
 
 
 def http_error(status: int, headers: dict[str, str], data: bytes) -> LogOpsError:
@@ -157,5 +302,24 @@ def http_error(status: int, headers: dict[str, str], data: bytes) -> LogOpsError
         fallback = "internal" if status >= 500 and status != 503 else "bad_request"
         reason = HTTP_STATUS_REASONS.get(status, fallback)
         message = f"HTTP {status}: {data[:200].decode(errors='replace')}"
-    retry = headers.get("retry-after")
-    return error_from_reason(reason, message, float(retry) if retry else None)
+    return error_from_reason(reason, message, retry_after(headers.get("retry-after")))
+
+
+def retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delay-seconds or an HTTP-date
+    (RFC 9110 section 10.2.3); None when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        pass
+    else:
+        return seconds if math.isfinite(seconds) and seconds >= 0 else None
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
