@@ -80,8 +80,10 @@ def _push_operation(base: dict[str, Any], signed: bool) -> dict[str, Any]:
         "Authenticate a batch of log records and hand it to the Ingest Gateway "
         "(LOGOPS1-HMAC-SHA256; docs/signing.md)."
     )
-    if signed:
-        op["parameters"] = _signature_parameters() + op["parameters"]
+    # Ingest may describe the same headers for its own use (optional there): ours replace them.
+    ours = {name for name, _, _ in _SIGNATURE_HEADERS}
+    others = [p for p in op["parameters"] if p["name"].lower() not in ours]
+    op["parameters"] = (_signature_parameters() if signed else []) + others
     responses = op["responses"]
     responses["200"]["description"] = (
         "Stored by the Ingest Gateway (possibly in part; see rejections) or a duplicate. "

@@ -224,6 +224,13 @@ class AuthGateway:
         return self.addresses
 
     def _announce(self, addresses: BoundAddresses) -> None:
+        # The warning comes first: whoever waits for the listening line has seen it too.
+        if self.cfg.mode == "none":
+            log.warning(
+                "AUTH MODE NONE: every push is accepted UNSIGNED and forwarded, with no "
+                "signature or replay check and one rate limit for all. For local use only.",
+                extra={"event": "auth_disabled", "mode": "none"},
+            )
         log.info(
             "auth gateway listening",
             extra={
@@ -238,12 +245,6 @@ class AuthGateway:
                 "hop_signed": bool(self.cfg.forward.key_id),
             },
         )
-        if self.cfg.mode == "none":
-            log.warning(
-                "AUTH MODE NONE: every push is accepted UNSIGNED and forwarded; "
-                "no signature, replay or per-key rate check. For local use only.",
-                extra={"event": "auth_disabled", "mode": "none"},
-            )
 
     def stop(self, grace: float | None = None) -> None:
         if self._stopping.is_set():
