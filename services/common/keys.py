@@ -8,6 +8,11 @@ A keys file (``--keys-file F``, ``LOGOPS_AUTH_KEYS_FILE``) or the same YAML inli
         emitter: NAME
         secrets: [SECRET, ...]        # the first signs, every one verifies (rotation)
         rate: {records_per_sec: N, requests_per_sec: N, burst: N}   # optional
+        role: client                  # optional: client (default) or forwarder
+
+A ``client`` key's pushes carry its emitter, whatever the body claims. A ``forwarder``
+key (the Auth Gateway's own, for its hop to Ingest) pushes other emitters' batches, which
+keep their names.
 
 Validation is strict and every message names the key and the field, never a secret's
 value. Secrets shorter than 16 bytes are refused: a guessable secret is a configuration
@@ -34,7 +39,8 @@ MAX_NAME_CHARS = 64
 ENV_KEYS_FILE = "LOGOPS_AUTH_KEYS_FILE"
 ENV_KEYS_INLINE = "LOGOPS_AUTH_KEYS"
 
-_KEY_FIELDS = frozenset({"emitter", "secrets", "rate"})
+_KEY_FIELDS = frozenset({"emitter", "secrets", "rate", "role"})
+ROLES = ("client", "forwarder")
 _RATE_FIELDS = frozenset({"records_per_sec", "requests_per_sec", "burst"})
 
 
@@ -49,16 +55,25 @@ class ApiKey:
     records_per_sec: float | None = None
     requests_per_sec: float | None = None
     burst: int | None = None
+    role: str = "client"
 
     def __post_init__(self) -> None:
         if not self.secrets:
             raise ValueError(f"key {self.key_id!r} has no secret")
+        if self.role not in ROLES:
+            raise ValueError(f"key {self.key_id!r}: role must be one of {', '.join(ROLES)}")
+
+    @property
+    def forwarder(self) -> bool:
+        """Pushes other emitters' batches (a gateway's hop): their names are kept."""
+        return self.role == "forwarder"
 
     def __repr__(self) -> str:
         return (
             f"ApiKey(key_id={self.key_id!r}, emitter={self.emitter!r}, "
             f"secrets=<{len(self.secrets)} hidden>, records_per_sec={self.records_per_sec!r}, "
-            f"requests_per_sec={self.requests_per_sec!r}, burst={self.burst!r})"
+            f"requests_per_sec={self.requests_per_sec!r}, burst={self.burst!r}, "
+            f"role={self.role!r})"
         )
 
     @property
@@ -152,7 +167,9 @@ def _parse_key(key_id: Any, spec: Any) -> ApiKey:
         raise ConfigError(f"{where}: expected a mapping with emitter and secrets")
     unknown = sorted(str(k) for k in set(spec) - _KEY_FIELDS)
     if unknown:
-        raise ConfigError(f"{where}.{unknown[0]}: unknown field (known: emitter, rate, secrets)")
+        raise ConfigError(
+            f"{where}.{unknown[0]}: unknown field (known: emitter, rate, role, secrets)"
+        )
     emitter = spec.get("emitter")
     if not isinstance(emitter, str):
         raise ConfigError(f"{where}.emitter: required, a string")
@@ -160,7 +177,11 @@ def _parse_key(key_id: Any, spec: Any) -> ApiKey:
     if problem:
         raise ConfigError(f"{where}.emitter: {problem}")
     rate = _parse_rate(spec.get("rate"), f"{where}.rate")
-    return ApiKey(key_id, emitter, _parse_secrets(spec.get("secrets"), where), *rate)
+    role = spec.get("role", "client")
+    if role not in ROLES:
+        raise ConfigError(f"{where}.role: expected one of {', '.join(ROLES)}, got {role!r}")
+    secrets = _parse_secrets(spec.get("secrets"), where)
+    return ApiKey(key_id, emitter, secrets, *rate, role=role)
 
 
 def _parse_secrets(raw: Any, where: str) -> tuple[bytes, ...]:

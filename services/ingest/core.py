@@ -26,6 +26,7 @@ from services.common.errors import (
     Unauthenticated,
     Unavailable,
 )
+from services.common.keys import ApiKey
 from services.common.model import Batch, MissingCounts, PushResult
 from services.common.signing import Headers, Verifier
 from services.ingest.native import make_normaliser
@@ -161,22 +162,25 @@ class IngestCore:
     def _receive(self, incoming: IncomingPush) -> Batch:
         if self.verifier is None:
             return incoming.decode(incoming.read())
-        # Every key on Ingest is a forwarder (the Auth Gateway's hop key carries other
-        # emitters' batches, and keys have no role yet to tell a client key apart), so a
-        # verified batch keeps its own emitter: the key only proves who may push.
-        return incoming.decode(self._verified_body(self.verifier, incoming))
+        key, body = self._verified_body(self.verifier, incoming)
+        batch = incoming.decode(body)
+        if not key.forwarder:
+            # A client key speaks for its own emitter, whatever the body claims; a
+            # forwarder (the Auth Gateway's hop) carries other emitters' batches.
+            batch.emitter = key.emitter
+        return batch
 
-    def _verified_body(self, verifier: Verifier, incoming: IncomingPush) -> bytes:
+    def _verified_body(self, verifier: Verifier, incoming: IncomingPush) -> tuple[ApiKey, bytes]:
         """Cheapest first: headers, key and clock (nothing read yet), the size limit (in
         ``read``), then hash, signature and nonce over the exact bytes received."""
         try:
             signed = verifier.check_headers(incoming.headers, incoming.media_type)
             body = incoming.read()
-            verifier.check_body(signed, body)
+            key = verifier.check_body(signed, body)
         except Unauthenticated as exc:
             self._observer.auth_rejected(exc.reason)
             raise
-        return body
+        return key, body
 
     def push(self, batch: Batch, request_id: str = "") -> PushResult:
         self._validate(batch)

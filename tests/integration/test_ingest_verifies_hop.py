@@ -36,10 +36,13 @@ def hop_key() -> Key:
     return HOP_KEY_ID, secrets.token_urlsafe(32)
 
 
-def write_keys(path: Path, *keys: Key) -> Path:
+def write_keys(path: Path, *keys: Key, clients: tuple[Key, ...] = ()) -> Path:
+    """``keys`` are forwarders (the Auth Gateway's hop), ``clients`` client keys."""
     lines = ["keys:"]
-    for key_id, secret in keys:
+    roles = [(k, "forwarder") for k in keys] + [(k, "client") for k in clients]
+    for (key_id, secret), role in roles:
         lines += [f"  {key_id}:", f"    emitter: {key_id}", f"    secrets: [{secret}]"]
+        lines += [f"    role: {role}"]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     path.chmod(0o600)
     return path
@@ -135,6 +138,16 @@ def test_signed_pushes_are_stored_under_the_batch_own_emitter(
     lines = stored_lines(verifying.cfg.sink.dir)
     # The hop key forwards other emitters' batches: its own emitter is not imposed.
     assert [(r["emitter"], r["msg"]) for r in lines] == [("web", "hello"), ("web", "disk 91%")]
+
+
+def test_a_client_keys_pushes_are_stored_under_its_own_emitter(
+    start_gateway: GatewayFactory, tmp_path: Path, hop_key: Key, front: str
+) -> None:
+    client = ("client-key", secrets.token_urlsafe(32))
+    gw = start_gateway(keys_file=str(write_keys(tmp_path / "k.yaml", hop_key, clients=(client,))))
+    body, media = batch_body(f"client-{front}", front)  # the body claims emitter "web"
+    assert send(gw, front, body, sign_headers(client, body, media))["accepted"] == 2
+    assert {r["emitter"] for r in stored_lines(gw.cfg.sink.dir)} == {"client-key"}
 
 
 def test_unsigned_pushes_are_refused_as_missing_auth_and_nothing_is_stored(

@@ -177,3 +177,19 @@ def test_keys_from_the_environment(tmp_path: Path) -> None:
         keys_from_env({"LOGOPS_AUTH_KEYS": key_yaml("emitter: e\nsecrets: [short]")})
     with pytest.raises(ConfigError, match="both set"):
         keys_from_env({"LOGOPS_AUTH_KEYS_FILE": str(path), "LOGOPS_AUTH_KEYS": GOOD})
+
+
+def test_a_key_is_a_client_unless_it_says_it_forwards() -> None:
+    ring = parse_keys_yaml(
+        "keys:\n"
+        "  app: {emitter: app, secrets: [" + "a" * 20 + "]}\n"
+        "  hop: {emitter: auth, secrets: [" + "b" * 20 + "], role: forwarder}\n",
+        "inline",
+    )
+    app, hop = ring.get("app"), ring.get("hop")
+    assert app is not None and hop is not None
+    assert (app.role, app.forwarder, hop.forwarder) == ("client", False, True)
+    with pytest.raises(ConfigError, match=r"keys\.app\.role"):
+        parse_keys_yaml(
+            "keys:\n  app: {emitter: app, secrets: [" + "a" * 20 + "], role: admin}\n", "inline"
+        )
