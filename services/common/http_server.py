@@ -184,6 +184,8 @@ class HttpServer:
             self._on_died("http", error)
 
     def stop(self, grace: float) -> None:
+        if self._stopping:
+            return
         self._stopping = True
         self._in_loop(self._stop_accepting)
         deadline = time.monotonic() + grace
@@ -209,7 +211,13 @@ class HttpServer:
             finally:
                 done.set()
 
-        self._server.trigger.pull_trigger(run)
+        try:
+            self._server.trigger.pull_trigger(run)
+        except OSError:
+            # The trigger is closed: the loop has closed its sockets and is ending, so
+            # nothing polls any more and the work can run here.
+            work()
+            return
         done.wait(timeout=2)
 
     def _stop_accepting(self) -> None:
