@@ -32,6 +32,7 @@ from tests.conftest import AuthFactory, GatewayFactory, stored_lines
 
 PUSH = "/logops.v1.LogService/Push"
 KEY_ID, EMITTER = "k-one", "emitter-one"
+HOP_KEY_ID = "auth-gateway"  # the Auth Gateway's own key, for its hop to Ingest
 BODY_LIMIT = 64 * 1024
 # Quick to give up on a missing Ingest, so a spooled answer comes within a second or two.
 FAST = {
@@ -76,10 +77,14 @@ class Keys:
 
 def keys_file(tmp_path: Path, keys: Keys) -> Path:
     path = tmp_path / "keys.yaml"
-    entries = {
-        k: {"emitter": emitter_of(k), "secrets": v, **({"rate": RATES[k]} if k in RATES else {})}
-        for k, v in keys.secrets.items()
+    entries: dict[str, dict[str, Any]] = {
+        k: {"emitter": emitter_of(k), "secrets": v} for k, v in keys.secrets.items()
     }
+    for key_id, entry in entries.items():
+        if key_id in RATES:
+            entry["rate"] = RATES[key_id]
+        if key_id == HOP_KEY_ID:
+            entry["role"] = "forwarder"  # its batches keep their emitters on Ingest
     path.write_text(json.dumps({"keys": entries}))  # JSON is YAML
     path.chmod(0o600)
     return path

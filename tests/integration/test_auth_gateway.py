@@ -28,6 +28,7 @@ from tests.conftest import AuthFactory, GatewayFactory
 from tests.contract.auth_clients import (
     EMITTER,
     FAST,
+    HOP_KEY_ID,
     KEY_ID,
     Keys,
     Pair,
@@ -65,10 +66,10 @@ def test_hop_to_an_ingest_with_keys_is_signed_with_the_gateways_own_key(
 ) -> None:
     secret, secret_file = secrets.token_urlsafe(32), tmp_path / "hop.secret"
     secret_file.write_text(secret + "\n")
-    hop_keys = Keys({"auth-gateway": [secret]})
+    hop_keys = Keys({HOP_KEY_ID: [secret]})
     ingest = start_gateway(keys_file=str(keys_file(tmp_path, hop_keys)))
     target = target_of(ingest, hop)
-    hop_key = {"forward.key_id": "auth-gateway", "forward.secret_file": str(secret_file)}
+    hop_key = {"forward.key_id": HOP_KEY_ID, "forward.secret_file": str(secret_file)}
     auth = auth_gateway(target, keys.ring(), **FAST, **hop_key)
     doc = batch(records=2)
     assert push(front, auth, keys, doc).status == 200
