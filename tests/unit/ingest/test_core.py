@@ -275,6 +275,6 @@ def test_a_verified_push_is_decoded_from_the_bytes_that_were_signed(
     incoming = IncomingPush(lambda: body, decode, headers, "application/json")
     assert verifying.handle("http", "r", incoming).accepted == 1
     assert decoded == [body]
-    # Every key on Ingest forwards: the batch keeps its emitter, not the key's.
+    # A client key speaks for its own emitter, whatever the body claims.
     (line,) = lines(verifying)
-    assert json.loads(line)["emitter"] == "web" != KEY.emitter
+    assert json.loads(line)["emitter"] == KEY.emitter != "web"
