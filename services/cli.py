@@ -40,7 +40,6 @@ def _add_config_flag(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from services.common.keys import keys_from_env
     from services.ingest.wiring import IngestGateway
 
     cfg = _config(
@@ -58,10 +57,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     configure_logging(cfg.logging.level)
     nofile = raise_fd_limit()
     stop = threading.Event()
-    # --keys-file / ingest.keys_file first (the gateway loads it), else the Auth Gateway's
-    # variables; a file that cannot be read or is invalid is a ConfigError: exit 2.
-    keys = None if cfg.ingest.keys_file else keys_from_env(os.environ)
-    gateway = IngestGateway(cfg.ingest, on_failure=stop.set, keys=keys)
+    # Only keys given to Ingest itself (--keys-file, ingest.keys_file): the Auth Gateway's
+    # client keys, often in the same environment, are not Ingest's to trust. A file that
+    # cannot be read or is invalid is a ConfigError: exit 2.
+    gateway = IngestGateway(cfg.ingest, on_failure=stop.set)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     try:
