@@ -127,6 +127,9 @@ class _GrpcHop:
         self._channel.close()
 
 
+_UNCARRIED = "a value the gRPC hop cannot carry: seq must be a whole number"
+
+
 def _converted(batch: Batch) -> Prepared:
     """An HTTP body's batch as a PushRequest: the one re-encoding on the hot path, for a
     body that arrived over HTTP and leaves over gRPC. A record protobuf cannot carry (a
@@ -140,8 +143,8 @@ def _converted(batch: Batch) -> Prepared:
             record = {**record, "format": batch.default_format}
         try:
             records.append(record_to_pb(record))
-        except (TypeError, ValueError) as exc:
-            refused.append(Rejection(index, "invalid_record", f"cannot be sent on: {exc}"))
+        except (TypeError, ValueError):
+            refused.append(Rejection(index, "invalid_record", _UNCARRIED))
             continue
         kept.append(index)
     pb = logs_pb2.LogBatch(
