@@ -299,8 +299,10 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
         dotted = f"{prefix}{name}"
         if dataclasses.is_dataclass(tp):
             default = getattr(cls(), name)
-            merged = {**dataclasses.asdict(default), **(value or {})}
-            kwargs[name] = _build(tp, merged, dotted + ".")  # type: ignore[arg-type]
+            # Anything else (``http: 8080``, ``pii: off``) is refused by _build, named.
+            if value is None or isinstance(value, dict):
+                value = {**dataclasses.asdict(default), **(value or {})}
+            kwargs[name] = _build(tp, value, dotted + ".")  # type: ignore[arg-type]
         else:
             kwargs[name] = _coerce(tp, value, dotted)
     return cls(**kwargs)
