@@ -11,10 +11,16 @@ DEBS   := syslog-ng-core redis-server shellcheck
 # Run apt and npm through sudo only when not already root.
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help install system-deps test test-fast lint proto buf-lint native-check demo bench soak mutation clean
+.PHONY: help install system-deps test test-fast lint proto buf-lint native-check demo up down auth-smoke \
+  bench soak mutation clean
 
 help:
-	@echo "make demo   - start the Ingest Gateway on its defaults, push a mixed batch over gRPC and HTTP, show what was stored"
+	@echo "make demo   - start both gateways on free ports, push signed batches through the Auth Gateway, stop Ingest"
+	@echo "              and see a batch spooled then delivered once; show what was stored"
+	@echo "make up     - run both gateways in the background (Auth 8081/50052 -> Ingest 8080/50051), wait until ready;"
+	@echo "              pid and log in data/run/, throwaway keys in data/run/keys/ (UP_ARGS='--keys-file F' for yours)"
+	@echo "make down   - stop what make up started (safe when nothing runs)"
+	@echo "make auth-smoke - signed, bad secret, old timestamp, replay, burst: expected vs actual (starts make up if needed)"
 	@echo "make test   - install what is needed, lint the schema and run the whole test suite"
 	@echo "make bench  - measure Ingest throughput and latency beside syslog-ng"
 	@echo "make soak   - ten minutes of constant load: does the gateway's memory stay flat?"
@@ -89,6 +95,18 @@ lint: install
 
 demo: install
 	$(PY) -m services.demo
+
+# `logops up` in the background; services/background.py holds the logic (pid, log, readiness).
+UP_ARGS ?=
+up: install
+	@$(PY) -m services.background start -- $(UP_ARGS)
+
+down:
+	@if [ -x $(PY) ]; then $(PY) -m services.background stop; else echo "LogOps is not running."; fi
+
+auth-smoke: install
+	@$(PY) -m services.background start -- $(UP_ARGS)
+	$(PY) -m services.smoke
 
 bench: install system-deps
 	$(PY) -m tests.bench.ingest_bench

@@ -147,6 +147,13 @@ def cmd_housekeeping(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_up(args: argparse.Namespace) -> int:
+    from services.up import run_up
+
+    configure_logging("INFO")
+    return run_up(args, os.environ)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from services.demo import run_demo
 
@@ -279,6 +286,10 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.set_defaults(func=cmd_ingest)
 
     _add_auth_parser(sub)
+
+    from services.up import add_parser as add_up_parser
+
+    add_up_parser(sub, cmd_up)
 
     hk = sub.add_parser("housekeeping", help="delete or archive sink files past retention")
     _add_config_flag(hk)
