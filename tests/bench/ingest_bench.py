@@ -7,9 +7,11 @@ open-loop pass at half the maximum rate, then syslog-ng fed by loggen. With ``--
 one more gateway runs N seconds at a constant rate while its RSS is sampled (see
 :mod:`tests.bench.soak`; ``--soak-only`` skips everything else). Last (``--no-hostile`` leaves
 it out) comes the attack-then-idle phase of :mod:`tests.bench.hostile`: a good client on each
-front while one gateway is attacked five ways in turn. The numbers are printed
-and saved to ``data/bench/ingest-<timestamp>.json``; nothing here is a pass/fail check:
-the exit code is 0 unless something could not be started.
+front while one gateway is attacked five ways in turn. After syslog-ng (``--no-auth`` leaves
+it out) comes Auth -> Ingest end to end with signed pushes (:mod:`tests.bench.auth_bench`);
+``--auth-only`` runs just that and the Ingest-alone passes it is compared with. The numbers
+are printed and saved to ``data/bench/ingest-<timestamp>.json``; nothing here is a pass/fail
+check: the exit code is 0 unless something could not be started.
 """
 
 from __future__ import annotations
@@ -45,6 +47,10 @@ HALF_LOAD_BATCH = 1000
 # Called in place of waiting out a pass's window: (gateway pid, window start, window end).
 During = Callable[[int, float, float], None]
 SOAK_RATE_HELP = "default: 50 %% of the best max rate measured, 20000 with --soak-only"
+# client front:hop. gRPC -> gRPC moves the client's bytes through; HTTP JSON -> gRPC makes
+# Auth decode the JSON and encode protobuf for the hop; HTTP -> HTTP moves the JSON through.
+AUTH_PATHS = "grpc:grpc,http:grpc,http:http"
+AUTH_PAIRS = {(f, h) for f in ("grpc", "http") for h in ("grpc", "http")}
 
 
 @dataclass
@@ -106,9 +112,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     bad.add_argument("--hostile-window", type=float, metavar="S", help="per attack (default 15)")
     bad.add_argument("--hostile-idle", type=float, metavar="S", help="after each (default 15)")
+    auth = p.add_argument_group("Auth -> Ingest end to end (tests/bench/auth_bench.py)")
+    auth.add_argument(
+        "--auth", action=argparse.BooleanOptionalAction, default=True, help="default: on"
+    )
+    auth.add_argument("--auth-only", action="store_true", help="auth passes and Ingest alone")
+    auth.add_argument("--auth-paths", default=AUTH_PATHS, help=f"FRONT:HOP,... ({AUTH_PATHS})")
     args = p.parse_args(argv)
     if args.soak_only and args.soak <= 0:
         p.error("--soak-only needs --soak SECONDS")
+    args.auth_paths = [tuple(x.strip().split(":")) for x in args.auth_paths.split(",")]
+    if any(x not in AUTH_PAIRS for x in args.auth_paths):
+        p.error("--auth-paths: FRONT:HOP pairs of grpc and http, e.g. grpc:grpc,http:http")
+    if args.auth_only:
+        # The Ingest-alone max passes with batches of 1000 stay: the ratios need them.
+        args.auth, args.batches, args.no_syslog_ng, args.hostile = True, "1000", True, False
     args.seconds = args.seconds or (3.0 if args.quick else 10.0)
     args.warmup = args.warmup if args.warmup is not None else (1.0 if args.quick else 2.0)
     args.hostile_window = args.hostile_window or (5.0 if args.quick else 15.0)
@@ -263,8 +281,8 @@ def run_gateway_passes(
         for batch in args.batches
         for front in args.fronts
     ]
-    half = []
-    for front in args.fronts:
+    half: list[PassResult] = []
+    for front in args.fronts if not args.auth_only else ():
         best = next((r for r in passes if r.front == front and r.batch == HALF_LOAD_BATCH), None)
         if best is None or best.records_per_sec <= 0:
             continue
@@ -347,6 +365,7 @@ def environment(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         "soak_seconds": args.soak,
         "soak_only": args.soak_only,
         "hostile": args.hostile and not args.soak_only,
+        "auth": args.auth and not args.soak_only,
     }
 
 
@@ -381,12 +400,18 @@ def main(argv: list[str] | None = None) -> int:
         if not args.soak_only:
             passes, half = run_gateway_passes(pool, args, tmp)
             peer = run_peer(args, tmp)
+        # Imported here: auth_bench builds on this module's pass helpers.
+        from tests.bench import auth_bench
+
+        auth_doc = auth_bench.run(pool, args, tmp, passes)
         soaked = run_soak(pool, args, tmp, passes)
         hostile_doc = run_hostile(args, tmp)
     doc = report.summary(started, env, [asdict(r) for r in passes], [asdict(r) for r in half], peer)
-    doc["soak"], doc["hostile"] = soaked, hostile_doc
+    doc["soak"], doc["hostile"], doc["auth"] = soaked, hostile_doc, auth_doc
     if not args.soak_only:
         report.print_tables(doc)
+    if auth_doc is not None:
+        auth_bench.print_auth(auth_doc)
     if soaked is not None:
         soak.print_soak(soaked)
         report.print_checks([soaked], "soak checks")
@@ -395,6 +420,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nsaved {save(doc).relative_to(ROOT)}")
     failed = [r.failure for r in passes + half] + [(soaked or {}).get("failure", "")]
     failed.append((hostile_doc or {}).get("failure", ""))
+    failed += [p["failure"] for p in (auth_doc or {}).get("passes", [])]
     started_ok = not any(f.startswith("did not start") for f in failed)
     return 0 if started_ok and not (peer or {}).get("failure") else 1
 

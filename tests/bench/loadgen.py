@@ -5,6 +5,10 @@ nor each other's. Each pass goes: the parent sends a :class:`LoadSpec` to every 
 a client builds its request bodies, opens its connections and answers ``ready``; the
 parent sends one schedule (start, measure, end on the shared monotonic clock); the
 client sends until ``end`` and reports every request completed inside the window.
+
+With ``LoadSpec.keys`` (the Auth Gateway), each sender signs every request with its own
+key (id = its emitter name) and a fresh nonce, inside the loop but before its clock starts:
+signed headers cannot be made ahead, since a nonce is good for one request only.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import orjson
 from logops.v1 import logs_pb2
 
 from clients.transports import HttpTransport
+from services.common.signing import GRPC_MEDIA_TYPE, sign_headers
 from tests.bench.payloads import batch_ids, body_templates, check_body
 
 PUSH_METHOD = "/logops.v1.LogService/Push"
@@ -39,6 +44,8 @@ class LoadSpec:
     senders: int  # threads per client process
     run_tag: str
     rate: float = 0.0  # requests/s over all clients for an open loop; 0 is closed loop
+    # (key id, secret) pairs: a sender whose emitter name is a key id signs with it.
+    keys: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -59,7 +66,8 @@ class SenderStats:
         self.late += other.late
 
 
-Send = Callable[[bytes], tuple[int, str]]  # body -> (accepted records, error code or "")
+# (body, signature headers or None) -> (accepted records, error code or "")
+Send = Callable[[bytes, dict[str, str] | None], tuple[int, str]]
 
 
 def grpc_sender(target: str, batch_size: int) -> tuple[Send, Callable[[], None]]:
@@ -78,9 +86,9 @@ def grpc_sender(target: str, batch_size: int) -> tuple[Send, Callable[[], None]]
         response_deserializer=logs_pb2.PushResponse.FromString,
     )
 
-    def send(body: bytes) -> tuple[int, str]:
+    def send(body: bytes, signed: dict[str, str] | None) -> tuple[int, str]:
         try:
-            resp = push(body, timeout=30)
+            resp = push(body, timeout=30, metadata=tuple(signed.items()) if signed else None)
         except grpc.RpcError as err:
             return 0, f"grpc:{err.code().name}"
         return _outcome(resp.accepted, resp.rejected, resp.duplicate, batch_size)
@@ -92,9 +100,9 @@ def http_sender(base_url: str, batch_size: int) -> tuple[Send, Callable[[], None
     transport = HttpTransport(base_url, timeout=30)
     headers = {"Content-Type": "application/json"}
 
-    def send(body: bytes) -> tuple[int, str]:
+    def send(body: bytes, signed: dict[str, str] | None) -> tuple[int, str]:
         try:
-            status, _, data = transport.post(body, headers)
+            status, _, data = transport.post(body, headers | signed if signed else headers)
         except OSError as exc:
             return 0, f"http:{type(exc).__name__}"
         if status != 200:
@@ -130,18 +138,29 @@ class Sender(threading.Thread):
             spec.front, spec.batch_size, variants, emitter, worker * 100 + index
         )
         self.ids = batch_ids(f"{spec.run_tag}-w{worker:02d}-t{index:02d}-")
+        self.secret = dict(spec.keys).get(emitter, "")
+        if spec.keys and not self.secret:
+            raise RuntimeError(f"no key for {emitter}")
+        self.key_id = emitter
+        self.media_type = GRPC_MEDIA_TYPE if spec.front == "grpc" else "application/json"
         self.schedule = (0.0, 0.0, 0.0)
         self.failure = ""
 
     def body(self, n: int) -> bytes:
         return self.templates[n % len(self.templates)].body(next(self.ids))
 
+    def signed(self, body: bytes) -> dict[str, str] | None:
+        """Fresh signature headers (new nonce, current time), or None when unsigned."""
+        if not self.secret:
+            return None
+        return sign_headers((self.key_id, self.secret), body, self.media_type)
+
     def probe(self) -> None:
         """One checked request before timing, so a broken setup fails early."""
         batch_id = next(self.ids)
         body = self.templates[0].body(batch_id)
         check_body(self.spec.front, body, batch_id, self.spec.batch_size)
-        accepted, err = self.send(body)
+        accepted, err = self.send(body, self.signed(body))
         self.stats.all_ok_records += accepted
         if err and err != "partial":
             raise RuntimeError(f"first {self.spec.front} request failed: {err}")
@@ -172,10 +191,11 @@ class Sender(threading.Thread):
         n = 0
         while True:
             body = self.body(n)
+            signed = self.signed(body)
             began = time.monotonic()
             if began >= end:
                 return
-            accepted, err = self.send(body)
+            accepted, err = self.send(body, signed)
             self._record(began, time.monotonic(), accepted, err)
             n += 1
 
@@ -187,10 +207,11 @@ class Sender(threading.Thread):
         n = 0
         while (planned := start + self.phase * interval + n * interval) < end:
             body = self.body(n)
+            signed = self.signed(body)
             _sleep_until(planned)
             if time.monotonic() - planned > 0.001:
                 self.stats.late += 1
-            accepted, err = self.send(body)
+            accepted, err = self.send(body, signed)
             self._record(planned, time.monotonic(), accepted, err)
             n += 1
 

@@ -174,7 +174,7 @@ def print_checks(passes: list[dict[str, Any]], title: str = "checks") -> None:
     """Anything a reader should not miss: failures, records lost in the sink, logged errors."""
     lines = []
     for p in passes:
-        name = f"{p['front']} batch {p['batch']} {p['mode']}"
+        name = f"{p.get('path') or p['front']} batch {p['batch']} {p['mode']}"
         if p["failure"]:
             # A start failure carries the child's last log lines; the last one says why.
             lines.append(f"{name}: {p['failure'].splitlines()[-1]}")
@@ -204,7 +204,8 @@ def print_profiles(passes: list[dict[str, Any]], limit: int = 8) -> None:
     for p in passes:
         if not p.get("profile"):
             continue
-        print(f"\nprofile {p['front']} batch {p['batch']} {p['mode']} ({p['profile_file']}):")
+        name = f"{p.get('path') or p['front']} batch {p['batch']} {p['mode']}"
+        print(f"\nprofile {name} ({p['profile_file']}):")
         print("  self  total  function")
         for frame, own, total in p["profile"][:limit]:
             print(f"  {own:4.0%}  {total:5.0%}  {frame}")
