@@ -26,6 +26,7 @@ from services.auth.forwarder import Forwarder, Signer
 from services.auth.grpc_front import SERVICE_NAME, create_grpc_server
 from services.auth.http_front import create_http_app
 from services.auth.metrics import AuthMetrics
+from services.auth.pb_facts import push_request_facts as pb_push_request_facts
 from services.auth.ratelimit import MemoryRateLimiter, Rate, RateLimiter, RedisRateLimiter
 from services.auth.spool import Spool
 from services.common.config import AuthConfig, ConfigError, RateConfig
@@ -145,6 +146,7 @@ class AuthGateway:
             self.spool,
             self.metrics,
             breaker_state=lambda: self.breaker.state,
+            wire_facts=pb_push_request_facts,
         )
         self._grpc_bound = False
         self._stopping = threading.Event()

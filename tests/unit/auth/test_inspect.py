@@ -69,3 +69,19 @@ def test_malformed_bytes_are_the_clients_bad_request(junk: bytes) -> None:
 def test_a_name_that_is_not_utf8_is_refused() -> None:
     with pytest.raises(BadRequest, match="emitter"):
         log_batch_facts(b"\x12\x02\xff\xfe")
+
+
+@given(names, names, st.integers(0, 30))
+def test_the_protobuf_runtime_reads_the_same_facts(batch_id: str, emitter: str, n: int) -> None:
+    from services.auth import pb_facts
+
+    body = _request(batch_id, emitter, n) + push_request_names("", "k")
+    assert pb_facts.push_request_facts(body) == push_request_facts(body)
+
+
+def test_the_protobuf_runtime_refuses_what_the_reference_refuses() -> None:
+    from services.auth import pb_facts
+
+    for junk in (b"\x0a\xff", b"\x0a\x05ab", b"\x0b"):
+        with pytest.raises(BadRequest):
+            pb_facts.push_request_facts(junk)
