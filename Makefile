@@ -104,9 +104,11 @@ up: install
 down:
 	@if [ -x $(PY) ]; then $(PY) -m services.background stop; else echo "LogOps is not running."; fi
 
+# SMOKE_ARGS='--key-id K --secret-file F' when make up runs with your own keys.
+SMOKE_ARGS ?=
 auth-smoke: install
 	@$(PY) -m services.background start -- $(UP_ARGS)
-	$(PY) -m services.smoke
+	$(PY) -m services.smoke $(SMOKE_ARGS)
 
 bench: install system-deps
 	$(PY) -m tests.bench.ingest_bench

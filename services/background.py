@@ -11,6 +11,7 @@ and checks readiness again. ``stop`` sends SIGTERM, waits, then SIGKILLs the who
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -56,7 +57,7 @@ def _tail(log_file: Path, lines: int = 20) -> str:
     return "\n".join(f"  {line}" for line in text[-lines:])
 
 
-def _up_event(log_file: Path) -> dict[str, Any] | None:
+def up_event(log_file: Path) -> dict[str, Any] | None:
     """The ``"event": "up"`` line of ``logops up``: both gateways' addresses."""
     try:
         lines = log_file.read_text(encoding="utf-8", errors="replace").splitlines()
@@ -86,7 +87,7 @@ def wait_ready(pid: int, log_file: Path, timeout: float = START_TIMEOUT_SEC) -> 
     while time.monotonic() < deadline:
         if not _alive(pid):
             raise StartFailed("logops up exited")
-        event = _up_event(log_file)
+        event = up_event(log_file)
         if event and all(_ready(event[gw]["http"]) for gw in ("ingest", "auth")):
             return event
         time.sleep(POLL_SEC)
@@ -108,6 +109,7 @@ def start(run_dir: Path, up_args: Sequence[str]) -> int:
     if pid is not None:
         print(f"LogOps is already running (pid {pid}); checking that it is ready ...")
     else:
+        stop(run_dir, quiet=True)  # what a killed logops up may have left behind
         pid = _spawn(run_dir, up_args)
         print(f"Started logops up in the background (pid {pid}); waiting for /readyz ...")
     try:
@@ -147,35 +149,68 @@ def _alive(pid: int) -> bool:
         return True
 
 
-def _group_alive(pgid: int) -> bool:
+def _recorded_pid(pid_file: Path) -> int | None:
     try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        return int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _ours_left(pgid: int) -> list[int]:
+    """``logops up`` and its gateways still alive: the LogOps processes of the session it
+    leads (its gateways stay in it after it was killed). Found by process group and
+    command line, so a process that merely got a recycled pid is left alone."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # After "(comm)": state, ppid, pgrp, ...
+            group = int(stat.read_text().rsplit(")", 1)[1].split()[2])
+            cmdline = (stat.parent / "cmdline").read_bytes() if group == pgid else b""
+        except (OSError, ValueError, IndexError):
+            continue
+        if b"services.cli" in cmdline:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _signal(pids: Sequence[int], sig: signal.Signals) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+
+
+def _wait_gone(pids: Sequence[int], timeout: float) -> list[int]:
+    deadline = time.monotonic() + timeout
+    left = [p for p in pids if _alive(p)]
+    while left and time.monotonic() < deadline:
+        time.sleep(POLL_SEC)
+        left = [p for p in left if _alive(p)]
+    return left
 
 
 def stop(run_dir: Path, quiet: bool = False, timeout: float = STOP_TIMEOUT_SEC) -> int:
+    """SIGTERM to ``logops up`` (it stops its gateways), or to gateways it left behind
+    when it was killed; SIGKILL to whatever still runs after ``timeout``."""
     pid_file, _ = _paths(run_dir)
-    pid = running_pid(pid_file)
-    if pid is None:
+    pid = _recorded_pid(pid_file)
+    pids = _ours_left(pid) if pid is not None else []
+    if pid is None or not pids:
         if not quiet:
             print("LogOps is not running (nothing to stop).")
         pid_file.unlink(missing_ok=True)
         return 0
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(POLL_SEC)
+    orphans = pid not in pids
+    if orphans:
+        print(f"logops up (pid {pid}) is gone but left gateways running: stopping them.")
+    _signal([pid] if not orphans else pids, signal.SIGTERM)
+    left = _wait_gone(pids, timeout)
     how = "stopped"
-    # logops up leads its own session: its group is it and its gateways.
-    if _group_alive(pid):
-        os.killpg(pid, signal.SIGKILL)
+    if left:
+        _signal(left, signal.SIGKILL)
+        _wait_gone(left, 5.0)
         how = f"did not stop within {timeout:.0f} s: killed (SIGKILL)"
     pid_file.unlink(missing_ok=True)
-    if not quiet:
+    if not quiet or left:
         print(f"LogOps (pid {pid}) {how}.")
     return 0
 

@@ -1,10 +1,11 @@
 """``make auth-smoke``: does the running Auth Gateway accept what it should and refuse the rest?
 
-Against ``make up`` (defaults: Auth on 127.0.0.1:8081 and :50052, the throwaway key ``demo``
-in ``data/run/keys/``): a signed push on each protocol, a bad secret, an old timestamp, a
-replayed request and a burst over the per-key request limit. Each check prints what was
-expected and what came back (status and reason); the exit code is 1 if any differs, 2 when
-there is no key to sign with.
+Against ``make up`` (the Auth Gateway's addresses from ``data/run/up.log``, else
+127.0.0.1:8081 and :50052; the throwaway key ``demo`` in ``data/run/keys/``): a signed
+push on each protocol, a bad secret, an old timestamp, a replayed request and a burst
+over the per-key request limit. Each check prints what was expected and what came back
+(status and reason); the exit code is 1 if any differs, 2 when there is no key to sign
+with.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from clients.signed import Signer, secret_file
 from clients.transports import GrpcTransport, HttpTransport, http_error
+from services.background import RUN_DIR, up_event
 from services.common.errors import LogOpsError
 from services.common.model import Batch, PushResult
 from services.common.signing import sign_headers
@@ -140,8 +142,8 @@ class Smoke:
         client = HttpTransport(self.auth_url)
         try:
             return _raw_answer(*client.post(body, headers))
-        except LogOpsError as exc:
-            return Answer("-", exc.reason, str(exc))
+        except LogOpsError as exc:  # no answer at all: the SDK's 503
+            return Answer(str(exc.http_status), exc.reason)
         finally:
             client.close()
 
@@ -162,10 +164,21 @@ def run_checks(smoke: Smoke) -> int:
     return 1 if failed else 0
 
 
+def _running_auth() -> tuple[str, str]:
+    """The Auth Gateway's addresses as ``make up`` last announced them, else the defaults."""
+    event = up_event(RUN_DIR / "up.log")
+    if event is None or "auth" not in event:
+        return "http://127.0.0.1:8081", "127.0.0.1:50052"
+    return str(event["auth"]["http"]), str(event["auth"]["grpc"])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m services.smoke", description=__doc__)
-    parser.add_argument("--auth-http", default="http://127.0.0.1:8081", metavar="URL")
-    parser.add_argument("--auth-grpc", default="127.0.0.1:50052", metavar="HOST:PORT")
+    http, grpc = _running_auth()
+    parser.add_argument("--auth-http", default=http, metavar="URL",
+                        help=f"the Auth Gateway's HTTP address (default {http})")
+    parser.add_argument("--auth-grpc", default=grpc, metavar="HOST:PORT",
+                        help=f"its gRPC address (default {grpc})")
     parser.add_argument("--key-id", default=CLIENT_KEY_ID)
     parser.add_argument("--secret-file", default=str(Path("data/run/keys/demo.secret")))
     args = parser.parse_args(argv)

@@ -94,9 +94,14 @@ def up(tmp_path: Path) -> Iterator[Up]:
         match = _first_line(proc, UP_LINE)
         yield Up(proc, match.groupdict(), tmp_path)
     finally:
+        # SIGTERM first: a SIGKILLed logops up would leave its gateways running.
         if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+            proc.terminate()
+            try:
+                proc.wait(STOP_TIMEOUT_SEC)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 def _gone(pid: int) -> bool:
@@ -154,3 +159,80 @@ def test_demo_goes_through_auth_and_delivers_the_spooled_batch_once(tmp_path: Pa
     assert "spooled=True" in out
     assert "401 UNAUTHENTICATED bad_signature" in out
     assert "Both gateways stopped (exit 0)" in out
+
+
+FREE_PORTS = ["--ingest-http-port", "0", "--ingest-grpc-port", "0",
+              "--auth-http-port", "0", "--auth-grpc-port", "0"]
+
+
+def _background(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``make up``/``make down`` as the Makefile runs them, in ``tmp_path``."""
+    return subprocess.run(
+        [sys.executable, "-m", "services.background", *args], cwd=tmp_path, env=_clean_env(),
+        capture_output=True, text=True, timeout=120,
+    )
+
+
+def _session(pgid: int) -> list[int]:
+    """Live processes of a session's process group (zombies excluded)."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+@pytest.mark.slow
+def test_make_up_twice_then_down_twice(tmp_path: Path) -> None:
+    first = _background(tmp_path, "start", "--", *FREE_PORTS)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "LogOps is up" in first.stdout
+    pid = int((tmp_path / "data/run/up.pid").read_text())
+    assert len(_session(pid)) == 3  # logops up and its two gateways
+    again = _background(tmp_path, "start", "--", *FREE_PORTS)
+    assert again.returncode == 0 and f"already running (pid {pid})" in again.stdout
+
+    assert _background(tmp_path, "stop").stdout.strip() == f"LogOps (pid {pid}) stopped."
+    assert _session(pid) == [] and not (tmp_path / "data/run/up.pid").exists()
+    assert "nothing to stop" in _background(tmp_path, "stop").stdout
+
+
+@pytest.mark.slow
+def test_make_down_stops_the_gateways_of_a_killed_up(tmp_path: Path) -> None:
+    assert _background(tmp_path, "start", "--", *FREE_PORTS).returncode == 0
+    pid = int((tmp_path / "data/run/up.pid").read_text())
+    os.kill(pid, signal.SIGKILL)
+    down = _background(tmp_path, "stop")
+    assert "left gateways running" in down.stdout, down.stdout
+    assert _session(pid) == []
+
+
+@pytest.mark.slow
+def test_auth_smoke_passes_against_logops_up(up: Up) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "services.smoke", "--auth-http", up.said["auth_http"],
+         "--auth-grpc", up.said["auth_grpc"],
+         "--secret-file", str(up.folder / "keys" / "demo.secret")],
+        cwd=up.folder, env=_clean_env(), capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "6 of 6 checks as expected" in done.stdout
+    for expected in ("401 bad_signature", "401 clock_skew", "401 replay", "429 rate_limited"):
+        assert f"{expected}   " in done.stdout  # expected, then the same as actual
+
+
+@pytest.mark.slow
+def test_auth_smoke_fails_when_answers_differ(tmp_path: Path) -> None:
+    secret = tmp_path / "demo.secret"
+    secret.write_text("a-secret-of-enough-bytes\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "services.smoke", "--auth-http", "http://127.0.0.1:1",
+         "--auth-grpc", "127.0.0.1:1", "--secret-file", str(secret)],
+        cwd=tmp_path, env=_clean_env(), capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 1
+    assert "DIFFERS" in done.stdout and "0 of 6 checks as expected" in done.stdout
