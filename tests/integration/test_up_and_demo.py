@@ -22,7 +22,9 @@ import pytest
 
 from clients.signed import Signer
 from clients.transports import GrpcTransport, HttpTransport
+from services.common.keys import load_keys_file
 from services.common.model import Batch
+from services.devkeys import HOP_KEY_ID, ensure_keys
 from tests.conftest import stored_lines
 
 START_TIMEOUT_SEC = 60
@@ -236,3 +238,24 @@ def test_auth_smoke_fails_when_answers_differ(tmp_path: Path) -> None:
     )
     assert done.returncode == 1
     assert "DIFFERS" in done.stdout and "0 of 6 checks as expected" in done.stdout
+
+
+def test_throwaway_keys_load_as_the_gateways_read_them_and_are_kept(tmp_path: Path) -> None:
+    keys, made = ensure_keys(tmp_path / "keys")
+    assert made and keys.auth_keys is not None and keys.client_secret is not None
+    auth, ingest = load_keys_file(keys.auth_keys), load_keys_file(keys.ingest_keys)
+    assert [k.key_id for k in auth] == ["demo"]
+    assert {k.key_id: k.role for k in ingest} == {HOP_KEY_ID: "forwarder", "demo": "client"}
+    hop = ingest.get(HOP_KEY_ID)
+    assert hop is not None and hop.signing_secret == keys.hop_secret.read_bytes().strip()
+    modes = {p.name: p.stat().st_mode & 0o777 for p in keys.dir.iterdir()}
+    assert set(modes.values()) == {0o600} and keys.dir.stat().st_mode & 0o777 == 0o700
+
+    again, made_again = ensure_keys(tmp_path / "keys")
+    assert not made_again
+    assert again.client_secret is not None
+    assert again.client_secret.read_bytes() == keys.client_secret.read_bytes()
+    # With the user's own client keys, only the hop key.
+    hop_only, _ = ensure_keys(tmp_path / "hop-only", with_client=False)
+    assert hop_only.auth_keys is None
+    assert [k.key_id for k in load_keys_file(hop_only.ingest_keys)] == [HOP_KEY_ID]
