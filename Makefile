@@ -22,7 +22,7 @@ help:
 	@echo "make down   - stop what make up started (safe when nothing runs)"
 	@echo "make auth-smoke - signed, bad secret, old timestamp, replay, burst: expected vs actual (starts make up if needed)"
 	@echo "make test   - install what is needed, lint the schema and run the whole test suite"
-	@echo "make bench  - measure Ingest throughput and latency beside syslog-ng"
+	@echo "make bench  - throughput and latency: Ingest beside syslog-ng, Auth -> Ingest, hostile clients"
 	@echo "make soak   - ten minutes of constant load: does the gateway's memory stay flat?"
 	@echo "make mutation - mutation testing of the gateway's core modules: score per module and survivors"
 	@echo "make lint   - ruff and mypy"

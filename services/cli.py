@@ -299,7 +299,10 @@ def build_parser() -> argparse.ArgumentParser:
     hk.add_argument("--dry-run", action="store_true", help="only say what would be done")
     hk.set_defaults(func=cmd_housekeeping)
 
-    demo = sub.add_parser("demo", help="start the gateway, push a mixed batch, show the result")
+    demo = sub.add_parser(
+        "demo",
+        help="both gateways on free ports: signed pushes, a refusal, a batch spooled then delivered",
+    )
     demo.set_defaults(func=cmd_demo)
 
     _add_sign_parser(sub)
