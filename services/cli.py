@@ -301,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser(
         "demo",
-        help="both gateways on free ports: signed pushes, a refusal, a batch spooled then delivered",
+        help="both gateways on free ports: signed pushes, a refusal, a spooled batch delivered",
     )
     demo.set_defaults(func=cmd_demo)
 
