@@ -18,12 +18,14 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import Protocol
+from typing import Any, Protocol
 
 import orjson
 
 from services.auth.inspect import (
     WireFacts,
+    json_facts,
+    line_count,
     log_batch_facts,
     log_batch_names,
     push_request_facts,
@@ -271,22 +273,23 @@ class AuthCore:
     def _decoded_payload(
         self, req: AuthRequest, key: ApiKey | None, kind: str, meta: dict[str, str]
     ) -> Payload:
-        limit = self.limits.max_body_bytes
-        plain = decompress(req.body, req.content_encoding or None, limit)
-        batch = decode_body(kind, plain, meta)
-        claimed = batch.emitter
-        batch.batch_id = batch.batch_id or _new_batch_id()
-        batch.emitter = key.emitter if key is not None else batch.emitter
+        """A JSON, NDJSON, CSV or text body: read only as far as its names and record
+        count (a gRPC hop decodes it fully later, through ``decoded``)."""
+        plain = decompress(req.body, req.content_encoding or None, self.limits.max_body_bytes)
+        facts, doc = _text_facts(kind, plain, meta)
         body, encoding = req.body, req.content_encoding
-        if key is not None and claimed and claimed != key.emitter and kind != "protobuf":
+        if key is not None and facts.emitter and facts.emitter != key.emitter:
             # The body names another emitter: only a re-encoded body can carry the key's.
-            body, encoding = _reencoded(kind, plain, key.emitter), ""
-        meta = {**meta, "batch_id": batch.batch_id}
+            doc["emitter"] = key.emitter
+            plain = orjson.dumps(doc)
+            body, encoding = plain, ""
+        meta = {**meta, "batch_id": facts.batch_id or meta.get("batch_id") or _new_batch_id()}
         if key is not None:
             meta["emitter"] = key.emitter
         return Payload(
             body, req.media_type, content_encoding=encoding, meta=meta,
-            batch_id=batch.batch_id, records=batch.count(), batch=batch,
+            batch_id=meta["batch_id"], records=facts.records,
+            decoded=_decoder(kind, plain, meta),
         )
 
     # -- the spool ---------------------------------------------------------------------
@@ -326,7 +329,7 @@ class AuthCore:
                 break
             deadline = self._clock() + self.cfg.forward.deadline_sec
             try:
-                self._forwarder.forward(_payload_of(item), deadline)
+                self._forwarder.forward(_payload_of(item, self.limits.max_body_bytes), deadline)
             except Unavailable as exc:
                 if exc.reason == "downstream_unavailable":
                     break  # Ingest still away: try again later, in order
@@ -398,26 +401,30 @@ def _new_batch_id() -> str:
     return "auth-" + uuid.uuid4().hex
 
 
-def _reencoded(kind: str, plain: bytes, emitter: str) -> bytes:
-    """A JSON batch object with the key's emitter in place of the one it claims."""
-    doc = orjson.loads(plain)
-    if kind != "json" or not isinstance(doc, dict):
-        return plain
-    doc["emitter"] = emitter
-    return orjson.dumps(doc)
+def _text_facts(kind: str, plain: bytes, meta: Mapping[str, str]) -> tuple[WireFacts, Any]:
+    if kind == "json":
+        return json_facts(plain)
+    if kind in ("ndjson", "text"):
+        return WireFacts("", "", line_count(plain)), None
+    return WireFacts("", "", decode_body(kind, plain, meta).count()), None  # csv: quoting
 
 
-def _payload_of(item: SpooledBatch) -> Payload:
+def _decoder(kind: str, plain: bytes, meta: Mapping[str, str]) -> Callable[[], Batch]:
+    """Decodes the body as Ingest would, with the names the gateway imposed."""
+    return lambda: decode_body(kind, plain, meta)
+
+
+def _payload_of(item: SpooledBatch, limit: int) -> Payload:
     meta: Mapping[str, str] = item.meta
     if meta.get("push_request") == "1":
         return Payload.from_push_request(item.body, item.batch_id, item.records)
     kind = media_kind(item.media_type)
-    batch: Batch | None = None
+    decoded = None
     if kind != "protobuf":
-        plain = decompress(item.body, item.content_encoding or None, 1 << 30)
-        batch = decode_body(kind, plain, meta)
+        plain = decompress(item.body, item.content_encoding or None, limit)
+        decoded = _decoder(kind, plain, meta)
     return Payload(
         item.body, item.media_type, content_encoding=item.content_encoding, meta=dict(meta),
-        batch_id=item.batch_id, records=item.records, batch=batch,
+        batch_id=item.batch_id, records=item.records, decoded=decoded,
     )
 

@@ -103,11 +103,11 @@ class _GrpcHop:
     def prepare(self, payload: Payload) -> Prepared:
         if payload.push_request:
             return Prepared(payload.body, MEDIA_PROTOBUF)
-        if payload.batch is None:
+        if payload.decoded is None:
             raise ValueError(
                 f"a {payload.media_type!r} body goes over gRPC only with its decoded batch"
             )
-        return _converted(payload.batch)
+        return _converted(payload.decoded())
 
     def send(
         self, prepared: Prepared, signed: Mapping[str, str], timeout: float, patient: bool

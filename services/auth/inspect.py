@@ -11,6 +11,9 @@ the client's bytes go on untouched. Other bodies are decoded by the shared codec
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+import orjson
 
 from services.common.errors import BadRequest
 
@@ -49,6 +52,28 @@ def log_batch_facts(body: bytes) -> WireFacts:
         elif field == BATCH_RECORDS:
             records += 1
     return WireFacts(batch_id, emitter, records)
+
+
+def json_facts(plain: bytes) -> tuple[WireFacts, Any]:
+    """Batch id, emitter and record count of a JSON body (an array of records or a batch
+    object), and the document itself; the records are not looked into (Ingest does)."""
+    try:
+        doc = orjson.loads(plain)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"body is not valid JSON: {exc}") from exc
+    if isinstance(doc, list):
+        return WireFacts("", "", len(doc)), doc
+    if isinstance(doc, dict) and isinstance(doc.get("records"), list):
+        names = [doc.get(k) for k in ("batch_id", "emitter")]
+        if not all(isinstance(n, str | None) for n in names):
+            raise BadRequest("'batch_id' and 'emitter' must be strings")
+        return WireFacts(names[0] or "", names[1] or "", len(doc["records"])), doc
+    raise BadRequest("expected a JSON array of records or a batch object with 'records'")
+
+
+def line_count(plain: bytes) -> int:
+    """Records of an NDJSON or plain-text body: its non-blank lines."""
+    return sum(1 for line in plain.split(b"\n") if line.strip())
 
 
 def log_batch_names(batch_id: str, emitter: str) -> bytes:

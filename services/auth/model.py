@@ -8,7 +8,7 @@ HTTP front can send ``RateLimit-*`` headers on every answer, refusals included.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from services.common.model import Batch, PushResult
@@ -60,8 +60,9 @@ class Payload:
     request; build it with :meth:`from_push_request`). Anything else is an HTTP body:
     ``media_type`` its Content-Type (JSON, NDJSON, CSV, text, or a ``LogBatch`` as
     ``application/x-protobuf``), ``content_encoding`` ``gzip`` or empty, ``meta`` its
-    ``X-LogOps-*`` headers (batch names for bodies without an envelope). ``batch`` is such
-    a body decoded, for a hop that cannot carry it as it is (gRPC).
+    ``X-LogOps-*`` headers (batch names for bodies without an envelope). ``decoded``
+    decodes such a body, for a hop that cannot carry it as it is (gRPC): only then is the
+    cost paid.
     """
 
     body: bytes
@@ -71,7 +72,7 @@ class Payload:
     batch_id: str = ""
     records: int = 0
     push_request: bool = False
-    batch: Batch | None = None
+    decoded: Callable[[], Batch] | None = None
 
     def __post_init__(self) -> None:
         if self.push_request and (self.media_type != MEDIA_PROTOBUF or self.content_encoding):

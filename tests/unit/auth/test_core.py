@@ -208,7 +208,8 @@ def test_ingest_away_spools_then_the_drainer_delivers_in_order(parts: Any) -> No
             break
         deadline.wait(0.05)
     assert [p.batch_id for p in ingest.sent] == ids
-    assert ingest.sent[0].batch is not None  # decoded again for a gRPC hop
+    decoded = ingest.sent[0].decoded
+    assert decoded is not None and decoded().batch_id == "b0"  # for a gRPC hop
 
 
 def test_a_client_error_from_ingest_comes_back_and_is_not_spooled(parts: Any) -> None:

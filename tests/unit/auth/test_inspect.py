@@ -85,3 +85,15 @@ def test_the_protobuf_runtime_refuses_what_the_reference_refuses() -> None:
     for junk in (b"\x0a\xff", b"\x0a\x05ab", b"\x0b"):
         with pytest.raises(BadRequest):
             pb_facts.push_request_facts(junk)
+
+
+def test_json_facts_read_names_and_count_without_the_records() -> None:
+    from services.auth.inspect import json_facts, line_count
+
+    facts, _doc = json_facts(b'{"batch_id":"b","emitter":"e","records":[{},{"fields":{}}]}')
+    assert (facts.batch_id, facts.emitter, facts.records) == ("b", "e", 2)
+    assert json_facts(b"[1, 2, 3]")[0].records == 3
+    for bad in (b"{", b'{"records": 1}', b'"x"', b'{"records": [], "emitter": 5}'):
+        with pytest.raises(BadRequest):
+            json_facts(bad)
+    assert line_count(b'{"a":1}\n\n  \n{"b":2}\nlast') == 3
