@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from grpc_health.v1 import health_pb2
 from prometheus_client import CollectorRegistry
 
 from services.auth.breaker import ForwardBreaker
@@ -30,10 +29,10 @@ from services.auth.pb_facts import push_request_facts as pb_push_request_facts
 from services.auth.ratelimit import MemoryRateLimiter, Rate, RateLimiter, RedisRateLimiter
 from services.auth.spool import Spool
 from services.common.config import AuthConfig, ConfigError, RateConfig
+from services.common.gateway_watch import GatewayWatch
 from services.common.http_server import HttpServer
 from services.common.keys import MIN_SECRET_BYTES, KeyRing
 from services.common.nonces import MemoryNonceStore, RedisNonceStore
-from services.common.process import MemoryReleaser
 from services.common.signing import NonceStore, Verifier, sign_headers
 
 if TYPE_CHECKING:
@@ -43,11 +42,6 @@ __all__ = ["AuthGateway", "BoundAddresses"]
 
 log = logging.getLogger(__name__)
 
-READINESS_INTERVAL_SEC = 1.0
-# Free heap pages go back to the system every few readiness ticks.
-RELEASE_MEMORY_TICKS = 5
-SERVING = health_pb2.HealthCheckResponse.SERVING
-NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 # A Redis that does not answer within this fails the request (503), not the thread.
 REDIS_TIMEOUT_SEC = 2.0
 
@@ -130,8 +124,6 @@ class AuthGateway:
                 "LOGOPS_AUTH_KEYS_FILE or LOGOPS_AUTH_KEYS (or --mode none for local use)"
             )
         self.cfg = cfg
-        self.failure: str | None = None
-        self._on_failure = on_failure
         self.registry = registry or CollectorRegistry()
         self.metrics = AuthMetrics(self.registry)
         self._redis = _redis_client(cfg.redis) if cfg.redis else None
@@ -150,9 +142,7 @@ class AuthGateway:
         )
         self._grpc_bound = False
         self._stopping = threading.Event()
-        self._readiness = threading.Thread(
-            target=self._watch_readiness, name="readiness", daemon=True
-        )
+        self._watch = GatewayWatch(self.core, SERVICE_NAME, self._stopping, on_failure)
         self.addresses: BoundAddresses | None = None
 
     def _forwarder(self) -> Forwarder:
@@ -196,6 +186,11 @@ class AuthGateway:
             return RedisRateLimiter(self._redis, requests=requests, global_records=global_records)
         return MemoryRateLimiter(requests=requests, global_records=global_records)
 
+    @property
+    def failure(self) -> str | None:
+        """Why the gateway failed (a front stopped serving), or None."""
+        return self._watch.failure
+
     def start(self) -> BoundAddresses:
         self.core.start()
         try:
@@ -208,7 +203,7 @@ class AuthGateway:
                 self.cfg.http_threads,
                 self.cfg.limits,
                 self.cfg.connections,
-                on_died=self._front_died,
+                on_died=self._watch.front_died,
                 on_refused=self.core.refusal_counter("http"),
             )
         except BaseException:
@@ -218,7 +213,7 @@ class AuthGateway:
             raise
         self._grpc.start()
         self._http.start()
-        self._readiness.start()
+        self._watch.start(self._health)
         self.addresses = BoundAddresses(
             self._http.host, self._http.port, self.cfg.grpc.host, grpc_port
         )
@@ -265,37 +260,6 @@ class AuthGateway:
         self.core.close()  # its drainer, the forwarder and the spool
         if self._redis is not None:
             self._redis.close()
-
-    def _front_died(self, front: str, error: BaseException | None) -> None:
-        """A front's serving thread ended on its own: never stay half alive."""
-        if self._stopping.is_set() or self.failure is not None:
-            return
-        self.failure = f"the {front} front stopped serving"
-        self.core.fail(self.failure)
-        for name in ("", SERVICE_NAME):
-            self._health.set(name, NOT_SERVING)
-        if self._on_failure is not None:
-            self._on_failure()
-
-    def _watch_readiness(self) -> None:
-        """Mirror readiness (``/readyz``) into gRPC health for ``logops.v1.LogService``;
-        the server-wide entry ``""`` stays SERVING while the process is alive. Also
-        hands free heap pages back, so memory comes down after a burst."""
-        serving = True
-        release_memory = MemoryReleaser()
-        ticks = 0
-        while not self._stopping.wait(READINESS_INTERVAL_SEC):
-            ticks += 1
-            if ticks % RELEASE_MEMORY_TICKS == 0:
-                release_memory()
-            problem = self.core.readiness()
-            if (problem is None) != serving:
-                serving = problem is None
-                self._health.set(SERVICE_NAME, SERVING if serving else NOT_SERVING)
-                log.warning(
-                    "readiness changed",
-                    extra={"event": "readiness", "ready": serving, "problem": problem},
-                )
 
 
 def _redis_client(url: str) -> Redis:

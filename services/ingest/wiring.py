@@ -14,14 +14,13 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from grpc_health.v1 import health_pb2
 from prometheus_client import CollectorRegistry
 
 from services.common.config import IngestConfig
+from services.common.gateway_watch import GatewayWatch
 from services.common.http_server import HttpServer
 from services.common.keys import KeyRing, load_keys_file
 from services.common.nonces import MemoryNonceStore
-from services.common.process import MemoryReleaser
 from services.common.signing import Verifier
 from services.ingest.core import IngestCore
 from services.ingest.grpc_front import SERVICE_NAME, create_grpc_server
@@ -32,11 +31,6 @@ from services.ingest.sink import NdjsonSink
 
 log = logging.getLogger(__name__)
 
-READINESS_INTERVAL_SEC = 1.0
-# Free heap pages go back to the system every few readiness ticks.
-RELEASE_MEMORY_TICKS = 5
-SERVING = health_pb2.HealthCheckResponse.SERVING
-NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 @dataclass(frozen=True)
@@ -89,8 +83,6 @@ class IngestGateway:
         keys: KeyRing | None = None,
     ) -> None:
         self.cfg = cfg
-        self.failure: str | None = None
-        self._on_failure = on_failure
         self.registry = registry or CollectorRegistry()
         self.metrics = IngestMetrics(self.registry)
         self.sink = NdjsonSink(cfg.sink, observer=self.metrics)
@@ -99,10 +91,13 @@ class IngestGateway:
         )
         self._housekeeping: HousekeepingScheduler | None = None
         self._stopping = threading.Event()
-        self._readiness = threading.Thread(
-            target=self._watch_readiness, name="readiness", daemon=True
-        )
+        self._watch = GatewayWatch(self.core, SERVICE_NAME, self._stopping, on_failure)
         self.addresses: BoundAddresses | None = None
+
+    @property
+    def failure(self) -> str | None:
+        """Why the gateway failed (a front stopped serving), or None."""
+        return self._watch.failure
 
     def start(self) -> BoundAddresses:
         self.core.start()
@@ -114,12 +109,12 @@ class IngestGateway:
             self.cfg.http_threads,
             self.cfg.limits,
             self.cfg.connections,
-            on_died=self._front_died,
+            on_died=self._watch.front_died,
             on_refused=self.core.refusal_counter("http"),
         )
         self._grpc.start()
         self._http.start()
-        self._readiness.start()
+        self._watch.start(self._health)
         hk = self.cfg.housekeeping
         if hk.interval_sec > 0:
             self._housekeeping = HousekeepingScheduler(
@@ -172,35 +167,3 @@ class IngestGateway:
             self._housekeeping.stop()
         self.core.close()
         log.info("ingest gateway stopped", extra={"event": "stopped"})
-
-    def _front_died(self, front: str, error: BaseException | None) -> None:
-        """A front's serving thread ended on its own: never stay half alive."""
-        if self._stopping.is_set() or self.failure is not None:
-            return
-        self.failure = f"the {front} front stopped serving"
-        self.core.fail(self.failure)
-        for name in ("", SERVICE_NAME):
-            self._health.set(name, NOT_SERVING)
-        if self._on_failure is not None:
-            self._on_failure()
-
-    def _watch_readiness(self) -> None:
-        """Mirror readiness (``/readyz``) into gRPC health for ``logops.v1.LogService``;
-        the server-wide entry ``""`` stays SERVING while the process is alive. Also
-        hands free heap pages back, so memory comes down after a burst."""
-        serving = True
-        release_memory = MemoryReleaser()
-        ticks = 0
-        while not self._stopping.wait(READINESS_INTERVAL_SEC):
-            ticks += 1
-            if ticks % RELEASE_MEMORY_TICKS == 0:
-                release_memory()  # well under a millisecond; see MemoryReleaser
-            problem = self.core.readiness()
-            if (problem is None) != serving:
-                serving = problem is None
-                status = SERVING if serving else NOT_SERVING
-                self._health.set(SERVICE_NAME, status)
-                log.warning(
-                    "readiness changed",
-                    extra={"event": "readiness", "ready": serving, "problem": problem},
-                )

@@ -135,7 +135,7 @@ def test_a_dead_http_loop_makes_the_gateway_unready_and_reports_it(
 
     failed = threading.Event()
     gw = start_gateway()
-    gw._on_failure = failed.set
+    gw._watch.on_failure = failed.set
 
     class Poison:  # a dispatcher whose poll entry raises: the loop's thread ends
         def readable(self) -> bool:
