@@ -15,8 +15,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any, Protocol
 
@@ -34,6 +33,7 @@ from services.auth.inspect import (
 from services.auth.model import AuthOutcome, AuthRequest, Payload, RateInfo
 from services.auth.ratelimit import Decision, Rate, RateLimiter
 from services.auth.spool import Spool, SpooledBatch
+from services.common.admission import InflightSlots
 from services.common.codecs import decode_body, decompress, media_kind
 from services.common.config import AuthConfig
 from services.common.errors import (
@@ -109,7 +109,9 @@ class AuthCore:
         self._breaker_state = breaker_state
         self._clock = clock
         self._wire_facts = wire_facts
-        self._slots = threading.BoundedSemaphore(cfg.limits.max_inflight)
+        self._slots = InflightSlots(
+            cfg.limits.max_inflight, cfg.limits.retry_after_sec, observer.inflight
+        )
         rate = cfg.records_per_key
         self._default_rate = Rate(rate.per_sec, max(1, rate.burst)) if rate.per_sec > 0 else None
         self._failure: str | None = None
@@ -170,7 +172,7 @@ class AuthCore:
         started = time.perf_counter()
         code, records = "OK", 0
         try:
-            with self._admitted(req.front):
+            with self._slots.admitted(req.front):
                 outcome = self._push(req)
                 records = outcome.result.accepted + outcome.result.rejected
                 return outcome
@@ -357,21 +359,6 @@ class AuthCore:
     def _count_refusal(self, exc: LogOpsError) -> None:
         if exc.reason in AUTH_REASONS or exc.code == "UNAUTHENTICATED":
             self._observer.rejected(exc.reason)
-
-    @contextmanager
-    def _admitted(self, front: str) -> Iterator[None]:
-        if not self._slots.acquire(blocking=False):
-            raise Unavailable(
-                f"more than {self.limits.max_inflight} requests in flight",
-                reason="overloaded",
-                retry_after=self.limits.retry_after_sec,
-            )
-        self._observer.inflight(front, 1)
-        try:
-            yield
-        finally:
-            self._observer.inflight(front, -1)
-            self._slots.release()
 
 
 def _refusal(decision: Decision, records: int, info: RateInfo) -> LogOpsError:

@@ -10,14 +10,13 @@ only the standard library and the project's own model: no gRPC, Falcon or Promet
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from services.common.admission import InflightSlots
 from services.common.config import IngestConfig
 from services.common.errors import (
     BadRequest,
@@ -84,7 +83,9 @@ class IngestCore:
         self._observer = observer
         self._clock = clock
         self._normaliser = make_normaliser(cfg.pii, cfg.limits.max_record_bytes)
-        self._slots = threading.BoundedSemaphore(cfg.limits.max_inflight)
+        self._slots = InflightSlots(
+            cfg.limits.max_inflight, cfg.limits.retry_after_sec, observer.inflight
+        )
         self._failure: str | None = None
 
     def start(self) -> None:
@@ -146,7 +147,7 @@ class IngestCore:
         started = time.perf_counter()
         code, records = "OK", 0
         try:
-            with self._admitted(front):
+            with self._slots.admitted(front):
                 batch = self._receive(incoming)
                 records = batch.count()
                 return self.push(batch, request_id)
@@ -229,21 +230,6 @@ class IngestCore:
             missing=MissingCounts(*stored.missing),
             request_id=request_id,
         )
-
-    @contextmanager
-    def _admitted(self, front: str) -> Iterator[None]:
-        if not self._slots.acquire(blocking=False):
-            raise Unavailable(
-                f"more than {self.limits.max_inflight} requests in flight",
-                reason="overloaded",
-                retry_after=self.limits.retry_after_sec,
-            )
-        self._observer.inflight(front, 1)
-        try:
-            yield
-        finally:
-            self._observer.inflight(front, -1)
-            self._slots.release()
 
     def _validate(self, batch: Batch) -> None:
         if batch.count() > self.limits.max_records:
