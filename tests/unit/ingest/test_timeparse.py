@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import math
+import time
+from types import SimpleNamespace
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from services.ingest import timeparse
 from services.ingest.timeparse import MAX_MS, format_ts, normalise_ts, parse_ts
 
 NOW = parse_ts("2024-03-12T14:05:09.482Z")
@@ -52,6 +55,22 @@ def canonical(value: object, now_ms: int | None = NOW) -> str | None:
         ("Mar  2 04:05:06", "2024-03-02T04:05:06.000Z"),
         ("1970-01-01T00:00:00Z", "1970-01-01T00:00:00.000Z"),
         ("9999-12-31T23:59:59.999Z", "9999-12-31T23:59:59.999Z"),
+        ("2024-03-12T14:05:09.48Z", "2024-03-12T14:05:09.480Z"),
+        # A decimal comma (ISO 8601; Python logging's asctime writes one).
+        ("2024-03-12T14:05:09,482Z", "2024-03-12T14:05:09.482Z"),
+        ("2024-03-12 14:05:09,482", "2024-03-12T14:05:09.482Z"),
+        # Any number of fractional digits, up to the 64 characters a timestamp may have.
+        ("2024-03-12T14:05:09." + "1" * 43 + "Z", "2024-03-12T14:05:09.111Z"),
+        # An offset reads the same in every form, up to 23:59 as in ISO 8601.
+        ("12/Mar/2024:16:05:09 +02:00", "2024-03-12T14:05:09.000Z"),
+        ("2024/03/12 16:05:09 +02", "2024-03-12T14:05:09.000Z"),
+        ("Mar 12 16:05:09 +02:00", "2024-03-12T14:05:09.000Z"),
+        ("2024-03-12T14:05:09+23:59", "2024-03-11T14:06:09.000Z"),
+        ("12/Mar/2024:14:05:09 +2359", "2024-03-11T14:06:09.000Z"),
+        # Seconds may be left out; the year may follow the time (Apache's error log).
+        ("12/Mar/2024:14:05 +0000", "2024-03-12T14:05:00.000Z"),
+        ("Mar 12 14:05", "2024-03-12T14:05:00.000Z"),
+        ("Tue Mar 12 14:05:09 2019", "2019-03-12T14:05:09.000Z"),
     ],
 )
 def test_text_forms(text: str, expected: str) -> None:
@@ -76,6 +95,12 @@ def test_text_forms(text: str, expected: str) -> None:
         # The unit follows the magnitude: below 1e11 is seconds, even for a small number.
         (99_999_999_999, "5138-11-16T09:46:39.000Z"),
         (100_000_000_000, "1973-03-03T09:46:40.000Z"),
+        (100_000_000_000.0, "1973-03-03T09:46:40.000Z"),
+        ("100000000000", "1973-03-03T09:46:40.000Z"),
+        # Each bound is the first number of the next unit.
+        (10**14, "1973-03-03T09:46:40.000Z"),
+        (10**17, "1973-03-03T09:46:40.000Z"),
+        (253_402_300_799_999_000_000, "9999-12-31T23:59:59.999Z"),
     ],
 )
 def test_epoch_numbers(value: object, expected: str) -> None:
@@ -92,6 +117,10 @@ def test_epoch_numbers(value: object, expected: str) -> None:
         ("Jun 15 12:00:00", "2024-01-02T00:00:00Z", "2024-06-15T12:00:00.000Z"),
         ("Feb 29 10:00:00", "2024-03-01T00:00:00Z", "2024-02-29T10:00:00.000Z"),
         ("Feb 29 10:00:00", "2026-06-01T00:00:00Z", None),
+        # Half a year either way: the past wins, as logs are read after they are written.
+        ("Jan  1 00:00:00", "2024-07-02T00:00:00Z", "2024-01-01T00:00:00.000Z"),
+        # Nearest as an instant, offset included, not as a local time.
+        ("Jan  1 00:00:00 +12:00", "2024-07-01T18:00:00Z", "2024-12-31T12:00:00.000Z"),
     ],
 )
 def test_rfc3164_year(text: str, now: str, expected: str | None) -> None:
@@ -111,6 +140,17 @@ def test_rfc3164_year(text: str, now: str, expected: str | None) -> None:
         "9999-12-31T23:59:59-01:00",
         "2024-03-12T14:05:09+2400",
         "2024-03-12T14:05:09.482Zjunk",
+        # Nearly canonical is not canonical: a stray quote, a doubled dot, half a bracket.
+        '2024-03-12T14:05:09.482"',
+        '2024-03-12T14:05:09"',
+        "2024-03-12T14:05:09..482Z",
+        "2024-03-12T14:05:09..5Z",
+        "[2024-03-12T14:05:09Z",
+        "2024-03-12T14:05:09." + "1" * 44 + "Z",
+        # 10000-01-01T00:00:00Z, however it is written.
+        "9999-12-31T23:00:00-01:00",
+        253_402_300_800_000_000_000,
+        "12/Mar/2024:14:05:09 +0060",
         "32/Mar/2024:14:05:09 +0000",
         "12/Foo/2024:14:05:09 +0000",
         "Foo 12 14:05:09",
@@ -140,6 +180,22 @@ def test_format_ts() -> None:
     assert format_ts(1_710_252_309_482) == "2024-03-12T14:05:09.482Z"
     assert format_ts(1_710_252_309_007) == "2024-03-12T14:05:09.007Z"
     assert format_ts(MAX_MS - 1) == "9999-12-31T23:59:59.999Z"
+
+
+def test_rfc3164_without_now_reads_the_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Mid-year, so that a clock read a few days off would pick the other year.
+    clock = parse_ts("2024-07-01T00:00:00Z")
+    assert clock is not None
+    fake = SimpleNamespace(time=lambda: clock / 1000, gmtime=time.gmtime, strftime=time.strftime)
+    monkeypatch.setattr(timeparse, "time", fake)
+    assert canonical("Jan 10 00:00:00", None) == "2024-01-10T00:00:00.000Z"
+    assert normalise_ts("Jan 10 00:00:00") == "2024-01-10T00:00:00.000Z"
+
+
+def test_near_canonical_text_reads_as_the_parser_reads_it() -> None:
+    # normalise_ts takes a shortcut for text close to canonical; it must not change the answer.
+    for text in ("2024-03-12T14:05:09.Z", "2024-03-12T14:05:09z", "2024-03-12T14:05:09.4821z"):
+        assert normalise_ts(text, NOW) == canonical(text)
 
 
 def test_rfc3164_uses_the_clock_by_default() -> None:
