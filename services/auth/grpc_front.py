@@ -9,7 +9,6 @@ shared with the Ingest Gateway; here Push is named as the method they cap.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 import grpc
 from grpc_health.v1 import health
@@ -19,14 +18,13 @@ from services.auth.core import AuthCore
 from services.auth.model import AuthRequest
 from services.common.config import AuthConfig
 from services.common.errors import LogOpsError
+from services.common.fronts import create_log_service_server
 from services.common.grpc_errors import abort, abort_unexpected
 from services.common.grpc_server import GrpcServer
 from services.common.logs import request_id_var
 from services.common.pb_codec import result_to_pb
 from services.common.signing import GRPC_MEDIA_TYPE
 
-SERVICE_NAME = logs_pb2.DESCRIPTOR.services_by_name["LogService"].full_name
-PUSH_METHOD = f"/{SERVICE_NAME}/Push"
 # A deadline further away than this is no deadline (a year: no client means it).
 NO_DEADLINE_SEC = 365 * 86400.0
 
@@ -79,28 +77,16 @@ class LogServicePush:
         return result_to_pb(outcome.result)
 
 
-def log_service_handler(push: LogServicePush) -> grpc.GenericRpcHandler[Any, Any]:
-    return grpc.method_handlers_generic_handler(
-        SERVICE_NAME,
-        {
-            "Push": grpc.unary_unary_rpc_method_handler(
-                push,
-                request_deserializer=None,
-                response_serializer=logs_pb2.PushResponse.SerializeToString,
-            )
-        },
-    )
-
-
 def create_grpc_server(
     core: AuthCore, cfg: AuthConfig
 ) -> tuple[GrpcServer, int, health.HealthServicer]:
     """Build (not start) the gRPC server; returns it, the bound port and its health servicer."""
-    server = GrpcServer(cfg.limits, cfg.connections, on_refused=core.refusal_counter("grpc"))
-    server.add_service(log_service_handler(LogServicePush(core)), capped=(PUSH_METHOD,))
-    health_servicer = server.add_health((SERVICE_NAME,))
-    if cfg.grpc_reflection:
-        server.enable_reflection((SERVICE_NAME,))
-    port = server.bind(cfg.grpc.host, cfg.grpc.port)
-    return server, port, health_servicer
+    return create_log_service_server(
+        LogServicePush(core),
+        cfg.limits,
+        cfg.connections,
+        cfg.grpc,
+        cfg.grpc_reflection,
+        core.refusal_counter("grpc"),
+    )
 

@@ -25,15 +25,13 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from logops.v1 import logs_pb2
 
-from clients.transports import http_error
+from clients.transports import PUSH_METHOD, http_error
 from services.auth.model import MEDIA_PROTOBUF, Payload
 from services.common.errors import BadRequest, Internal, LogOpsError, Unavailable
 from services.common.grpc_errors import error_from_rpc
 from services.common.grpc_server import embedded_length, varint_size
 from services.common.model import Batch, PushResult, Rejection
 from services.common.pb_codec import record_to_pb, result_from_dict, result_from_pb
-
-PUSH_METHOD = "/logops.v1.LogService/Push"
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,13 +13,14 @@ from typing import Any
 
 import falcon
 import orjson
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 
 from services.auth.core import AuthCore
 from services.auth.model import AuthRequest, RateInfo
 from services.auth.openapi import openapi_document
 from services.common.codecs import media_kind
 from services.common.errors import LogOpsError, RateLimited
+from services.common.fronts import add_probe_routes
 from services.common.http_errors import RequestIdMiddleware, install_error_handlers, write_error
 from services.common.pb_codec import result_to_pb
 from services.common.signing import media_type_of
@@ -79,38 +80,6 @@ def _on_rate_limited(
     set_rate_headers(resp, getattr(exc, "rate", None))
 
 
-class HealthResource:
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.media = {"status": "ok"}
-
-
-class ReadyResource:
-    def __init__(self, core: AuthCore) -> None:
-        self._core = core
-
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        self._core.check_ready()
-        resp.media = {"status": "ready"}
-
-
-class MetricsResource:
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self._registry = registry
-
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.content_type = CONTENT_TYPE_LATEST
-        resp.data = generate_latest(self._registry)
-
-
-class OpenApiResource:
-    def __init__(self, mode: str) -> None:
-        self._body = orjson.dumps(openapi_document(mode))
-
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.content_type = falcon.MEDIA_JSON
-        resp.data = self._body
-
-
 def create_http_app(
     core: AuthCore, registry: CollectorRegistry, mode: str = "hmac"
 ) -> falcon.App[Any, Any]:
@@ -119,8 +88,5 @@ def create_http_app(
     # Falcon picks the most specific handler: a 429 is the shared error plus its limit.
     app.add_error_handler(RateLimited, _on_rate_limited)
     app.add_route("/v1/logs", LogsResource(core))
-    app.add_route("/healthz", HealthResource())
-    app.add_route("/readyz", ReadyResource(core))
-    app.add_route("/metrics", MetricsResource(registry))
-    app.add_route("/openapi.json", OpenApiResource(mode))
+    add_probe_routes(app, core.check_ready, registry, openapi_document(mode))
     return app

@@ -13,7 +13,6 @@ import logging
 import math
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,13 +21,14 @@ from prometheus_client import CollectorRegistry
 from services.auth.breaker import ForwardBreaker
 from services.auth.core import AuthCore
 from services.auth.forwarder import Forwarder, Signer
-from services.auth.grpc_front import SERVICE_NAME, create_grpc_server
+from services.auth.grpc_front import create_grpc_server
 from services.auth.http_front import create_http_app
 from services.auth.metrics import AuthMetrics
 from services.auth.pb_facts import push_request_facts as pb_push_request_facts
 from services.auth.ratelimit import MemoryRateLimiter, Rate, RateLimiter, RedisRateLimiter
 from services.auth.spool import Spool
 from services.common.config import AuthConfig, ConfigError, RateConfig
+from services.common.fronts import SERVICE_NAME, BoundAddresses
 from services.common.gateway_watch import GatewayWatch
 from services.common.http_server import HttpServer
 from services.common.keys import MIN_SECRET_BYTES, KeyRing
@@ -44,22 +44,6 @@ log = logging.getLogger(__name__)
 
 # A Redis that does not answer within this fails the request (503), not the thread.
 REDIS_TIMEOUT_SEC = 2.0
-
-
-@dataclass(frozen=True)
-class BoundAddresses:
-    http_host: str
-    http_port: int
-    grpc_host: str
-    grpc_port: int
-
-    @property
-    def http_url(self) -> str:
-        return f"http://{self.http_host}:{self.http_port}"
-
-    @property
-    def grpc_target(self) -> str:
-        return f"{self.grpc_host}:{self.grpc_port}"
 
 
 def rate_of(cfg: RateConfig, where: str) -> Rate | None:

@@ -8,14 +8,13 @@ Auth Gateway; here Push is named as the method they cap.
 
 from __future__ import annotations
 
-from typing import Any
-
 import grpc
 from grpc_health.v1 import health
 from logops.v1 import logs_pb2
 
 from services.common.config import IngestConfig
 from services.common.errors import LogOpsError
+from services.common.fronts import create_log_service_server
 from services.common.grpc_errors import abort, abort_unexpected
 from services.common.grpc_server import GrpcServer, embedded_length
 from services.common.logs import request_id_var
@@ -24,8 +23,6 @@ from services.common.pb_codec import batch_from_request_bytes, result_to_pb
 from services.common.signing import GRPC_MEDIA_TYPE
 from services.ingest.core import IncomingPush, IngestCore
 
-SERVICE_NAME = logs_pb2.DESCRIPTOR.services_by_name["LogService"].full_name
-PUSH_METHOD = f"/{SERVICE_NAME}/Push"
 _BATCH_FIELD = logs_pb2.PushRequest.DESCRIPTOR.fields_by_name["batch"].number
 
 
@@ -62,27 +59,15 @@ class LogServicePush:
         return self._core.wire_batch(body, request=True) or batch_from_request_bytes(body)
 
 
-def log_service_handler(push: LogServicePush) -> grpc.GenericRpcHandler[Any, Any]:
-    return grpc.method_handlers_generic_handler(
-        SERVICE_NAME,
-        {
-            "Push": grpc.unary_unary_rpc_method_handler(
-                push,
-                request_deserializer=None,
-                response_serializer=logs_pb2.PushResponse.SerializeToString,
-            )
-        },
-    )
-
-
 def create_grpc_server(
     core: IngestCore, cfg: IngestConfig
 ) -> tuple[GrpcServer, int, health.HealthServicer]:
     """Build (not start) the gRPC server; returns it, the bound port and its health servicer."""
-    server = GrpcServer(cfg.limits, cfg.connections, on_refused=core.refusal_counter("grpc"))
-    server.add_service(log_service_handler(LogServicePush(core)), capped=(PUSH_METHOD,))
-    health_servicer = server.add_health((SERVICE_NAME,))
-    if cfg.grpc_reflection:
-        server.enable_reflection((SERVICE_NAME,))
-    port = server.bind(cfg.grpc.host, cfg.grpc.port)
-    return server, port, health_servicer
+    return create_log_service_server(
+        LogServicePush(core),
+        cfg.limits,
+        cfg.connections,
+        cfg.grpc,
+        cfg.grpc_reflection,
+        core.refusal_counter("grpc"),
+    )

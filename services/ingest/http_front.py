@@ -12,10 +12,11 @@ from typing import Any
 
 import falcon
 import orjson
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 
 from services.common.codecs import decode_body, decompress, media_kind
 from services.common.errors import TooLarge
+from services.common.fronts import add_probe_routes
 from services.common.http_errors import RequestIdMiddleware, install_error_handlers
 from services.common.model import Batch
 from services.common.pb_codec import batch_from_bytes, result_to_pb
@@ -74,44 +75,9 @@ class LogsResource:
         return self._core.wire_batch(body, request=False) or batch_from_bytes(body)
 
 
-class HealthResource:
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.media = {"status": "ok"}
-
-
-class ReadyResource:
-    def __init__(self, core: IngestCore) -> None:
-        self._core = core
-
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        self._core.check_ready()
-        resp.media = {"status": "ready"}
-
-
-class MetricsResource:
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self._registry = registry
-
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.content_type = CONTENT_TYPE_LATEST
-        resp.data = generate_latest(self._registry)
-
-
-class OpenApiResource:
-    def __init__(self) -> None:
-        self._body = orjson.dumps(openapi_document())
-
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.content_type = falcon.MEDIA_JSON
-        resp.data = self._body
-
-
 def create_http_app(core: IngestCore, registry: CollectorRegistry) -> falcon.App[Any, Any]:
     app = falcon.App(middleware=[RequestIdMiddleware()])
     install_error_handlers(app)
     app.add_route("/v1/logs", LogsResource(core))
-    app.add_route("/healthz", HealthResource())
-    app.add_route("/readyz", ReadyResource(core))
-    app.add_route("/metrics", MetricsResource(registry))
-    app.add_route("/openapi.json", OpenApiResource())
+    add_probe_routes(app, core.check_ready, registry, openapi_document())
     return app

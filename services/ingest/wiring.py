@@ -12,18 +12,18 @@ import ipaddress
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
 
 from services.common.config import IngestConfig
+from services.common.fronts import SERVICE_NAME, BoundAddresses
 from services.common.gateway_watch import GatewayWatch
 from services.common.http_server import HttpServer
 from services.common.keys import KeyRing, load_keys_file
 from services.common.nonces import MemoryNonceStore
 from services.common.signing import Verifier
 from services.ingest.core import IngestCore
-from services.ingest.grpc_front import SERVICE_NAME, create_grpc_server
+from services.ingest.grpc_front import create_grpc_server
 from services.ingest.housekeeping import HousekeepingScheduler
 from services.ingest.http_front import create_http_app
 from services.ingest.metrics import IngestMetrics
@@ -31,22 +31,6 @@ from services.ingest.sink import NdjsonSink
 
 log = logging.getLogger(__name__)
 
-
-
-@dataclass(frozen=True)
-class BoundAddresses:
-    http_host: str
-    http_port: int
-    grpc_host: str
-    grpc_port: int
-
-    @property
-    def http_url(self) -> str:
-        return f"http://{self.http_host}:{self.http_port}"
-
-    @property
-    def grpc_target(self) -> str:
-        return f"{self.grpc_host}:{self.grpc_port}"
 
 
 def build_verifier(cfg: IngestConfig, keys: KeyRing | None) -> Verifier | None:
