@@ -9,6 +9,7 @@ back in the trailing metadata (``x-request-id``), as the HTTP front sends its he
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -63,10 +64,11 @@ class HandlerInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         handler = continuation(handler_call_details)
         return None if handler is None else self.wrap(handler, handler_call_details)
 
+    @abc.abstractmethod
     def wrap(
         self, handler: grpc.RpcMethodHandler[Any, Any], details: grpc.HandlerCallDetails
     ) -> grpc.RpcMethodHandler[Any, Any]:
-        raise NotImplementedError
+        """The handler the call gets instead of ``handler``."""
 
 
 class RequestIdInterceptor(HandlerInterceptor):
