@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.ingest.appendfile import fsync_dir
+from services.common.appendfile import fsync_dir
 from services.ingest.batch_index import DAY_SEC, INDEX_DIR, day_start
 
 __all__ = ["HousekeepingAction", "HousekeepingScheduler", "run_housekeeping"]

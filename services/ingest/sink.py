@@ -27,8 +27,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Protocol
 
+from services.common.appendfile import AppendFile, fsync_dir
 from services.common.config import SinkConfig
-from services.ingest.appendfile import AppendFile, fsync_dir
 from services.ingest.batch_index import INDEX_DIR, IdIndex, StoredBatch, encode_entry
 from services.ingest.sink_files import SinkFiles
 from services.ingest.sink_recovery import recover

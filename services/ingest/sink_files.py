@@ -6,7 +6,7 @@ import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from services.ingest.appendfile import AppendFile, same_file, truncate_path
+from services.common.appendfile import AppendFile, same_file, truncate_path
 from services.ingest.batch_index import DATA_NAME, DAY_SEC, INDEX_DIR, data_name, day_of, index_name
 
 # How often an append checks that its open files are still the ones at their paths.

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from services.ingest.appendfile import fsync_dir, truncate_path
+from services.common.appendfile import fsync_dir, truncate_path
 from services.ingest.batch_index import (
     DATA_NAME,
     DAY_SEC,

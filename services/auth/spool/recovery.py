@@ -27,7 +27,7 @@ from services.auth.spool.codec import (
     decode_cursor,
     decode_segment_head,
 )
-from services.ingest.appendfile import fsync_dir, truncate_path
+from services.common.appendfile import fsync_dir, truncate_path
 
 _log = logging.getLogger(__name__)
 

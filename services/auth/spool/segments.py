@@ -18,7 +18,7 @@ from services.auth.spool.codec import (
     encode_segment_head,
     segment_name,
 )
-from services.ingest.appendfile import AppendFile, fsync_dir
+from services.common.appendfile import AppendFile, fsync_dir
 
 _MIN_FREE_BYTES = 1024 * 1024
 

@@ -55,8 +55,8 @@ from services.auth.spool.segments import (
     folder_problem,
     record_delivery,
 )
+from services.common.appendfile import truncate_path
 from services.common.errors import Unavailable
-from services.ingest.appendfile import truncate_path
 
 __all__ = ["Spool", "SpoolError", "SpoolFull", "SpooledBatch"]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from services.ingest.appendfile import AppendFile, fsync_dir
+from services.common.appendfile import AppendFile, fsync_dir
 
 
 @pytest.fixture
