@@ -14,7 +14,7 @@ import io
 from collections.abc import Iterator
 from typing import Any
 
-from emitters.formats.base import FormatError, value_text
+from emitters.formats.base import AppEvents, FormatError, value_text
 
 COLUMNS = ("ts", "level", "msg")
 HEADER = ",".join(COLUMNS)
@@ -23,7 +23,7 @@ HEADER = ",".join(COLUMNS)
 _FIELD_LIMIT = 64 * 1024 * 1024
 
 
-class CsvFormat:
+class CsvFormat(AppEvents):
     """``ts,level,msg`` lines with RFC 4180 quoting."""
 
     name = "csv"

@@ -6,10 +6,10 @@ from typing import Any
 
 import orjson
 
-from emitters.formats.base import FormatError
+from emitters.formats.base import AppEvents, FormatError
 
 
-class JsonFormat:
+class JsonFormat(AppEvents):
     """JSON Lines; records keep their keys and value types as they are."""
 
     name = "json"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from emitters.formats.base import FormatError, value_text
+from emitters.formats.base import AppEvents, FormatError, value_text
 
 # Groups: key, "=", opening quote, quoted text, bare value.
 _PAIR = r'([^ \t="]+)(?:(=)(?:(")([^"\\]*(?:\\.[^"\\]*)*)"|([^ \t"]*)))?(?=[ \t]|\Z)'
@@ -27,7 +27,7 @@ _BAD_KEY = re.compile(r'[\s="]')
 _FIRST = ("ts", "level", "msg")
 
 
-class LogfmtFormat:
+class LogfmtFormat(AppEvents):
     """``key=value`` pairs; ``ts``, ``level`` and ``msg`` are conventional keys."""
 
     name = "logfmt"

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from emitters.formats.base import FormatError, value_text
+from emitters.formats.base import AppEvents, FormatError, value_text
 
 _TS_3164 = r"[A-Za-z]{3} +\d{1,2} \d\d:\d\d:\d\d(?:\.\d{1,9})?"
 _TS_STRICT = rf"\d{{4}}-\d\d-\d\dT[^ ]+|{_TS_3164}"
@@ -44,7 +44,7 @@ LEVEL_WORDS = frozenset(
 _MAX_PRI = 191
 
 
-class SyslogFormat:
+class SyslogFormat(AppEvents):
     """``TS HOST APP[PID]: LEVEL MSG``, with BSD syslog variants accepted on input."""
 
     name = "syslog"

@@ -62,3 +62,14 @@ def test_missing_ratios_drop_fields() -> None:
 def test_bad_options_name_the_problem(kwargs: dict, needle: str) -> None:
     with pytest.raises(ValueError, match=needle):
         ContentOptions(**kwargs)
+
+
+def test_every_format_samples_what_it_renders() -> None:
+    from emitters.formats import FORMATS
+
+    for fmt in FORMATS.values():
+        rec = fmt.sample(random.Random(5), ContentOptions(), NOW)
+        assert fmt.sample(random.Random(5), ContentOptions(), NOW) == rec
+        line = fmt.render(rec)
+        assert "\n" not in line
+        assert fmt.parse(line).get("msg") == rec["msg"], fmt.name
