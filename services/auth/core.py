@@ -12,6 +12,7 @@ standard library and the project's own model: the forwarder and spool come in as
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 import uuid
@@ -225,8 +226,13 @@ class AuthCore:
         rate = self._rate_of(key)
         if rate is None:
             return None
-        decision = self._limiter.check(key.key_id if key else ANONYMOUS, records, rate)
-        info = RateInfo(decision.limit, decision.remaining, decision.reset_sec)
+        decision = self._limiter.check(
+            key.key_id if key else ANONYMOUS, records, rate, _requests_rate(key)
+        )
+        info = RateInfo(
+            decision.limit, decision.remaining, decision.reset_sec,
+            decision.policy, decision.window_sec,
+        )
         if decision.allowed:
             return info
         raise _refusal(decision, records, info)
@@ -280,14 +286,15 @@ class AuthCore:
         plain = decompress(req.body, req.content_encoding or None, self.limits.max_body_bytes)
         facts, doc = _text_facts(kind, plain, meta)
         body, encoding = req.body, req.content_encoding
-        if key is not None and facts.emitter and facts.emitter != key.emitter:
+        imposed = _imposed(key, facts.emitter or meta.get("emitter", ""))
+        if imposed and facts.emitter:
             # The body names another emitter: only a re-encoded body can carry the key's.
-            doc["emitter"] = key.emitter
+            doc["emitter"] = imposed
             plain = orjson.dumps(doc)
             body, encoding = plain, ""
         meta = {**meta, "batch_id": facts.batch_id or meta.get("batch_id") or _new_batch_id()}
-        if key is not None:
-            meta["emitter"] = key.emitter
+        if imposed:
+            meta["emitter"] = imposed
         return Payload(
             body, req.media_type, content_encoding=encoding, meta=meta,
             batch_id=meta["batch_id"], records=facts.records,
@@ -377,9 +384,18 @@ def _refusal(decision: Decision, records: int, info: RateInfo) -> LogOpsError:
     return exc
 
 
+def _requests_rate(key: ApiKey | None) -> Rate | None:
+    """The key's own requests/s limit, with one second's worth as its burst; ``None``
+    leaves the gateway's ``requests_per_key``."""
+    if key is None or not key.requests_per_sec:
+        return None
+    return Rate(key.requests_per_sec, max(1, math.ceil(key.requests_per_sec)))
+
+
 def _imposed(key: ApiKey | None, claimed: str) -> str:
-    """The emitter to append: the key's when it differs from what the body claims."""
-    if key is None or claimed == key.emitter:
+    """The emitter to append: the key's when it differs from what the body claims. A
+    ``forwarder`` key (another gateway relaying other emitters' batches) keeps theirs."""
+    if key is None or key.role == "forwarder" or claimed == key.emitter:
         return ""
     return key.emitter
 

@@ -23,6 +23,9 @@ class RateInfo:
     limit: int
     remaining: int
     reset_sec: float
+    # The limit's name ("records", "requests", "global") and refill window in seconds.
+    policy: str = ""
+    window_sec: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,6 +36,14 @@ _RATE_HEADERS = {
     "RateLimit-Remaining": "Cells left in that limit now.",
     "RateLimit-Reset": "Whole seconds until that limit is back to its full burst.",
 }
+# draft-ietf-httpapi-ratelimit-headers-10, beside the older fields above.
+_RATE_FIELDS = {
+    "RateLimit-Policy": ('The same limit as a structured field: "<name>";q=<burst>;w=<seconds '
+                         'to refill it>; name is records, requests or global.',
+                         r'^"(records|requests|global)";q=[0-9]+;w=[0-9]+$'),
+    "RateLimit": ('"<name>";r=<cells left>;t=<seconds until full>.',
+                  r'^"(records|requests|global)";r=[0-9]+;t=[0-9]+$'),
+}
 
 
 def _rate_headers(retry_after: bool = False) -> dict[str, Any]:
@@ -43,6 +51,8 @@ def _rate_headers(retry_after: bool = False) -> dict[str, Any]:
         name: {"description": text, "schema": {"type": "integer", "minimum": 0}}
         for name, text in _RATE_HEADERS.items()
     }
+    for name, (text, pattern) in _RATE_FIELDS.items():
+        headers[name] = {"description": text, "schema": {"type": "string", "pattern": pattern}}
     if retry_after:
         headers["Retry-After"] = {
             "description": "Seconds to wait before sending this batch again.",

@@ -4,7 +4,8 @@ Every request passes up to three limits at once, all or nothing:
 
 - the key's **records/s** (``rate`` of :meth:`RateLimiter.check`, from the keys file): a
   batch of N records costs N cells;
-- the key's **requests/s** (``requests`` of the limiter, the same for every key): 1 cell;
+- the key's **requests/s** (``requests`` of :meth:`RateLimiter.check` when the keys file
+  gives the key its own, else the limiter's ``requests``, the same for every key): 1 cell;
 - the gateway's **global records/s** (``global_records``), shared by all keys: N cells.
 
 Each limit is a GCRA (generic cell rate algorithm, as in redis-cell and Stripe's and
@@ -91,6 +92,10 @@ class Decision:
     remaining: int
     reset_sec: float
     retry_after_sec: float
+    # Which limit the numbers are of ("records", "requests" or "global") and the window
+    # over which its burst refills (burst / per_sec), for RateLimit-Policy.
+    policy: str = ""
+    window_sec: float = 0.0
 
     @property
     def exceeds_burst(self) -> bool:
@@ -99,9 +104,12 @@ class Decision:
 
 
 class RateLimiter(Protocol):
-    def check(self, key_id: str, records: int, rate: Rate) -> Decision:
+    def check(
+        self, key_id: str, records: int, rate: Rate, requests: Rate | None = None
+    ) -> Decision:
         """Admit (and count) a request of ``records`` records for ``key_id`` whose own
-        records limit is ``rate``, or deny it and count nothing."""
+        records limit is ``rate`` (and requests limit ``requests``, when the key has its
+        own), or deny it and count nothing."""
         ...
 
 
@@ -145,7 +153,11 @@ def _view(now: float, tat: float, limit: _Limit, allowed: bool) -> Decision:
         retry = math.inf
     else:
         retry = max(0.0, tat + (cost - rate.burst) / rate.per_sec - now)
-    return Decision(allowed, rate.burst, remaining, max(0.0, after - now), retry)
+    policy = limit.name.partition(":")[0]
+    return Decision(
+        allowed, rate.burst, remaining, max(0.0, after - now), retry,
+        policy, rate.burst / rate.per_sec,
+    )
 
 
 def _decide(now: float, tats: Sequence[float], limits: Sequence[_Limit], allowed: bool) -> Decision:
@@ -186,8 +198,10 @@ class MemoryRateLimiter:
         with self._lock:
             return len(self._tat)
 
-    def check(self, key_id: str, records: int, rate: Rate) -> Decision:
-        limits = _limits(key_id, records, rate, self._requests, self._global)
+    def check(
+        self, key_id: str, records: int, rate: Rate, requests: Rate | None = None
+    ) -> Decision:
+        limits = _limits(key_id, records, rate, requests or self._requests, self._global)
         with self._lock:
             now = self._clock()
             self._sweep(now)
@@ -278,8 +292,10 @@ class RedisRateLimiter:
         self._prefix = prefix
         self._errors: tuple[type[Exception], ...] = (RedisError,)
 
-    def check(self, key_id: str, records: int, rate: Rate) -> Decision:
-        limits = _limits(key_id, records, rate, self._requests, self._global)
+    def check(
+        self, key_id: str, records: int, rate: Rate, requests: Rate | None = None
+    ) -> Decision:
+        limits = _limits(key_id, records, rate, requests or self._requests, self._global)
         keys = [self._prefix + lim.name for lim in limits]
         args: list[float | int] = [REDIS_EPOCH, TOLERANCE_SEC * 1e6]
         for lim in limits:

@@ -11,8 +11,10 @@ A keys file (``--keys-file F``, ``LOGOPS_AUTH_KEYS_FILE``) or the same YAML inli
         role: client                  # optional: client (default) or forwarder
 
 A ``client`` key's pushes carry its emitter, whatever the body claims. A ``forwarder``
-key (the Auth Gateway's own, for its hop to Ingest) pushes other emitters' batches, which
-keep their names.
+key (the Auth Gateway's own, for its hop to Ingest, or a relay in front of the Auth
+Gateway) pushes other emitters' batches, which keep their names, on either gateway.
+``burst`` is the records limit's; a key's own ``requests_per_sec`` has one second's worth
+of requests as its burst, and a key without one has the gateway's ``requests_per_key``.
 
 Validation is strict and every message names the key and the field, never a secret's
 value. Secrets shorter than 16 bytes are refused: a guessable secret is a configuration

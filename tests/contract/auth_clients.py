@@ -45,7 +45,12 @@ FAST = {
 }
 
 
-RATES: dict[str, dict[str, Any]] = {"k-tight": {"records_per_sec": 1.0, "burst": 3}}
+RATES: dict[str, dict[str, Any]] = {
+    "k-tight": {"records_per_sec": 1.0, "burst": 3},
+    "k-slow": {"requests_per_sec": 1.0},
+}
+# A relay in front of the gateway: its batches keep the emitters they name.
+ROLES: dict[str, str] = {"k-relay": "forwarder"}
 
 
 def emitter_of(key_id: str) -> str:
@@ -62,15 +67,21 @@ class Keys:
 
     def ring(self) -> KeyRing:
         return KeyRing(
-            ApiKey(k, emitter_of(k), tuple(s.encode() for s in v), **RATES.get(k, {}))
+            ApiKey(
+                k, emitter_of(k), tuple(s.encode() for s in v), **RATES.get(k, {}),
+                role=ROLES.get(k, "client"),
+            )
             for k, v in self.secrets.items()
         )
 
     @classmethod
     def made(cls) -> Keys:
-        """k-one (emitter-one), k-rotating with two secrets, k-tight: 1 record/s, burst 3."""
+        """k-one (emitter-one), k-rotating with two secrets, k-tight: 1 record/s, burst 3,
+        k-slow: 1 request/s, k-relay: a forwarder."""
         keys = cls()
-        for key_id, count in ((KEY_ID, 1), ("k-rotating", 2), ("k-tight", 1)):
+        for key_id, count in (
+            (KEY_ID, 1), ("k-rotating", 2), ("k-tight", 1), ("k-slow", 1), ("k-relay", 1)
+        ):
             keys.add(key_id, count)
         return keys
 
@@ -83,7 +94,7 @@ def keys_file(tmp_path: Path, keys: Keys) -> Path:
     for key_id, entry in entries.items():
         if key_id in RATES:
             entry["rate"] = RATES[key_id]
-        if key_id == HOP_KEY_ID:
+        if key_id == HOP_KEY_ID or key_id in ROLES:
             entry["role"] = "forwarder"  # its batches keep their emitters on Ingest
     path.write_text(json.dumps({"keys": entries}))  # JSON is YAML
     path.chmod(0o600)

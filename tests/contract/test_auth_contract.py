@@ -115,6 +115,9 @@ def test_rate_limited_with_headers_and_retry_delay(pair: Pair, keys: Keys, front
     assert ok.status == 200
     if front == "http":
         assert ok.headers["ratelimit-limit"] == "3" and ok.headers["ratelimit-remaining"] == "0"
+        # The same numbers in draft-ietf-httpapi-ratelimit-headers-10's structured fields.
+        assert ok.headers["ratelimit-policy"] == '"records";q=3;w=3'
+        assert ok.headers["ratelimit"] == '"records";r=0;t=3'
     over = push(front, pair.auth, keys, batch(records=2), key_id="k-tight")
     assert (over.status, over.reason) == (429, "rate_limited")
     assert over.retry_after is not None and over.retry_after >= 1
@@ -126,4 +129,26 @@ def test_rate_limited_with_headers_and_retry_delay(pair: Pair, keys: Keys, front
     # More than the burst can never pass: 413, not a 429 that waiting would not cure.
     never = push(front, pair.auth, keys, batch(records=4), key_id="k-tight")
     assert (never.status, never.reason, never.retry_after) == (413, "too_many_records", None)
+
+
+def test_a_keys_own_requests_per_sec_holds(pair: Pair, keys: Keys, front: str) -> None:
+    """k-slow: 1 request/s (burst one second's worth), records unlimited for it."""
+    ok = push(front, pair.auth, keys, batch(records=5), key_id="k-slow")
+    assert ok.status == 200, ok.doc
+    if front == "http":
+        assert ok.headers["ratelimit-policy"] == '"requests";q=1;w=1'
+    over = push(front, pair.auth, keys, batch(records=1), key_id="k-slow")
+    assert (over.status, over.reason) == (429, "rate_limited")
+    assert over.retry_after == 1
+    if front == "http":
+        assert over.headers["ratelimit"] == '"requests";r=0;t=1'
+    # Another key is not held back by k-slow's limit.
+    assert push(front, pair.auth, keys, batch(records=1)).status == 200
+
+
+def test_a_forwarder_key_keeps_the_emitters_it_relays(pair: Pair, keys: Keys, front: str) -> None:
+    doc = batch(records=2, emitter="edge-relay-7")
+    answer = push(front, pair.auth, keys, doc, key_id="k-relay")
+    assert answer.status == 200, answer.doc
+    assert {line["emitter"] for line in stored(pair.ingest, doc["batch_id"])} == {"edge-relay-7"}
 

@@ -66,6 +66,16 @@ def test_one_keys_limit_is_shared_by_both_replicas(fresh: RedisServer) -> None:
     assert one.check("other", 5, rate).allowed
 
 
+def test_a_keys_own_requests_limit_is_shared_by_both_replicas(fresh: RedisServer) -> None:
+    one = RedisRateLimiter(fresh.client(), requests=Rate(100.0, 100))
+    two = RedisRateLimiter(fresh.client(), requests=Rate(100.0, 100))
+    records, own = Rate(1000.0, 1000), Rate(per_sec=0.01, burst=1)
+    assert one.check("slow", 1, records, own).allowed
+    denied = two.check("slow", 1, records, own)
+    assert (denied.allowed, denied.policy) == (False, "requests")
+    assert two.check("other", 1, records).allowed
+
+
 def test_requests_and_global_limits_are_shared_and_all_or_nothing(fresh: RedisServer) -> None:
     def replica() -> RedisRateLimiter:
         return RedisRateLimiter(

@@ -36,9 +36,9 @@ def test_a_fresh_key_sends_its_burst_at_once_then_waits_one_interval() -> None:
     clock = Clock()
     lim = limiter(clock)
     rate = Rate(per_sec=2.0, burst=10)
-    assert lim.check("k", 10, rate) == Decision(True, 10, 0, 5.0, 0.0)
+    assert lim.check("k", 10, rate) == Decision(True, 10, 0, 5.0, 0.0, "records", 5.0)
     denied = lim.check("k", 1, rate)
-    assert denied == Decision(False, 10, 0, 5.0, 0.5)
+    assert denied == Decision(False, 10, 0, 5.0, 0.5, "records", 5.0)
     clock.now += 0.5
     assert lim.check("k", 1, rate).allowed
 
@@ -158,7 +158,7 @@ def test_keys_idle_past_their_full_reset_are_forgotten() -> None:
 def test_zero_records_costs_only_a_request_and_negative_is_refused() -> None:
     lim = limiter(Clock())
     rate = Rate(per_sec=1.0, burst=3)
-    assert lim.check("k", 0, rate) == Decision(True, 3, 3, 0.0, 0.0)
+    assert lim.check("k", 0, rate) == Decision(True, 3, 3, 0.0, 0.0, "records", 3.0)
     with pytest.raises(ValueError, match="negative"):
         lim.check("k", -1, rate)
 
@@ -275,3 +275,17 @@ def test_remaining_and_retry_after_tell_the_truth(gaps: list[float], rate: Rate)
             assert after.allowed and after.remaining == 0
             clock.now += after.reset_sec
             assert lim.check("k", 0, rate).remaining == rate.burst
+
+
+def test_a_keys_own_requests_rate_replaces_the_gateways() -> None:
+    clock = Clock()
+    lim = limiter(clock, requests=Rate(100.0, 100))
+    records = Rate(1000.0, 1000)
+    own = Rate(1.0, 1)
+    first = lim.check("slow", 1, records, own)
+    assert first.allowed and (first.policy, first.limit, first.remaining) == ("requests", 1, 0)
+    denied = lim.check("slow", 1, records, own)
+    assert (denied.allowed, denied.policy, denied.retry_after_sec) == (False, "requests", 1.0)
+    # Keys without their own keep the gateway's requests limit.
+    assert all(lim.check("other", 1, records).allowed for _ in range(100))
+    assert not lim.check("other", 1, records).allowed
