@@ -18,6 +18,9 @@ ingest_ts``, then the record's other fields, then ``ts_missing`` and ``level_mis
   line, or one named ``text``, is kept whole as ``msg`` with format ``text``. What the
   line holds wins; the record's own fields (``service``, ``host``, ``stream``, ``seq``,
   ...) fill in what the line lacks.
+- ``run_id`` is the record's own when it names one (a text field, or what its raw line
+  carries, such as RFC 5424's ``[logops@32473 run_id=...]``), else the batch's: a
+  syslog stream or a relay mixes the lines of several runs in one batch.
 - ``service``, ``host`` and ``stream`` are text ("" when absent; other values as JSON
   text), ``seq`` an integer 0..2**64-1 or null, ``format`` the record's format, else
   the batch's, else ``structured``.
@@ -46,6 +49,7 @@ FIXED_KEYS = (
 )
 _RESERVED = frozenset(FIXED_KEYS)
 _CONSUMED = frozenset(RECORD_KEYS)
+_RUN_ID = frozenset({"run_id"})
 _TS_ALIASES = ("ts", "timestamp", "time", "@timestamp")
 _LEVEL_ALIASES = ("level", "lvl", "severity")
 _MSG_ALIASES = ("msg", "message", "log", "text")
@@ -219,6 +223,8 @@ class Normaliser:
         out["host"] = host
         out["stream"] = stream
         out["seq"] = seq
+        if "run_id" in rec:
+            consumed = _own_run(out, rec["run_id"], consumed)
         if "format" in rec:
             out["format"] = _format_label(rec["format"], ctx)
         return self._finish(out, rec, consumed, flags, ts_val, level_val), level, flags
@@ -367,6 +373,16 @@ def _read_carefully(rec: Record) -> tuple[Any, Any, Any, Any, Any, Any, Any, fro
         *(ts_val, level_val, msg, get("service"), get("host"), get("stream"), get("seq")),
         _CONSUMED.union(used),
     )
+
+
+def _own_run(out: dict[str, Any], run_id: object, consumed: frozenset[str]) -> frozenset[str]:
+    """A record's text ``run_id`` replaces the batch's ("" names no run: the batch's
+    stands); any other value stays a field, renamed ``src_run_id``."""
+    if type(run_id) is not str:
+        return consumed
+    if run_id:
+        out["run_id"] = run_id
+    return consumed | _RUN_ID
 
 
 def _format_label(value: object, ctx: Context) -> str:

@@ -483,3 +483,20 @@ def test_record_aliases_beside_a_raw_line_do_not_depend_on_key_order() -> None:
     second = one({"raw": "hello", "format": "text", "timestamp": "1710252309", "ts": ""})
     assert first == second
     assert first["ts"] == "2024-03-12T14:05:09.000Z"
+
+
+def test_a_record_that_names_its_run_is_stored_under_it() -> None:
+    """Syslog streams and relays mix runs in one batch: the record's run_id wins."""
+    lines, _ = run(
+        [
+            {"msg": "a", "run_id": "run-7", "stream": "s", "seq": 1},
+            {"msg": "b"},
+            {"msg": "c", "run_id": ""},
+            {"msg": "d", "run_id": 42},
+        ],
+        run_id="",
+    )
+    assert [line["run_id"] for line in lines] == ["run-7", "", "", ""]
+    assert "src_run_id" not in lines[0] and "src_run_id" not in lines[2]
+    assert lines[3]["src_run_id"] == 42  # not text: kept as the source wrote it
+    assert one({"msg": "e", "run_id": "run-8"})["run_id"] == "run-8"  # over the batch's r-1
