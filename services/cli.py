@@ -47,8 +47,11 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         {
             "ingest.http.host": args.host,
             "ingest.grpc.host": args.host,
+            "ingest.syslog.host": args.host,
             "ingest.http.port": args.http_port,
             "ingest.grpc.port": args.grpc_port,
+            "ingest.syslog.port": args.syslog_port,
+            "ingest.syslog.enabled": False if args.no_syslog else None,
             "ingest.sink.dir": args.sink_dir,
             "ingest.sink.durability": args.durability,
             "ingest.keys_file": args.keys_file,
@@ -270,11 +273,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    ingest = sub.add_parser("ingest", help="run the Ingest Gateway (gRPC + HTTP)")
+    ingest = sub.add_parser("ingest", help="run the Ingest Gateway (gRPC + HTTP + syslog)")
     _add_config_flag(ingest)
-    ingest.add_argument("--host", help="address for both fronts (default 127.0.0.1)")
+    ingest.add_argument("--host", help="address for every front (default 127.0.0.1)")
     ingest.add_argument("--http-port", type=int, help="HTTP port (default 8080; 0 picks one)")
     ingest.add_argument("--grpc-port", type=int, help="gRPC port (default 50051; 0 picks one)")
+    ingest.add_argument("--syslog-port", type=int,
+                        help="syslog TCP and UDP port (default 5514; 0 picks one)")
+    ingest.add_argument("--no-syslog", action="store_true",
+                        help="no syslog listener (env LOGOPS_INGEST_SYSLOG_ENABLED=false)")
     ingest.add_argument("--sink-dir", help="NDJSON sink folder (default data/ingest)")
     ingest.add_argument("--durability", choices=("batch", "interval", "none"))
     ingest.add_argument(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ def ingest_config(sink_dir: Path, **overrides: Any) -> IngestConfig:
     base = {
         "ingest.http.port": 0,
         "ingest.grpc.port": 0,
+        "ingest.syslog.port": 0,
         "ingest.sink.dir": str(sink_dir),
         "ingest.shutdown_grace_sec": 1.0,
     }
@@ -30,6 +32,12 @@ def ingest_config(sink_dir: Path, **overrides: Any) -> IngestConfig:
 
 
 GatewayFactory = Callable[..., IngestGateway]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Gateways started as processes (``logops ingest``) bind their syslog listener on a
+    free port too, not the default 5514 that parallel tests (or a real one) would share."""
+    os.environ.setdefault("LOGOPS_INGEST_SYSLOG_PORT", "0")
 
 
 @pytest.fixture

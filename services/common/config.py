@@ -92,6 +92,28 @@ class HousekeepingConfig:
 
 
 @dataclass(frozen=True)
+class SyslogConfig:
+    """The Ingest Gateway's syslog listener: TCP (RFC 6587 octet counting or LF framing)
+    and UDP (RFC 5426) on the same port number. ``enabled: false`` turns it off."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 5514
+    # A message over this is dropped and counted (RFC 5424 asks receivers for 2048).
+    max_message_bytes: int = 64 * 1024
+    max_connections: int = 1024
+    # A TCP connection that sends nothing for this long is closed; 0: never.
+    idle_timeout_sec: float = 300.0
+    # Messages per stored batch, and the longest a message waits for its batch.
+    batch_records: int = 1000
+    batch_delay_ms: int = 50
+    # Messages read but not stored yet: at this, reading stops until the sink catches up.
+    max_pending: int = 20_000
+    # Threads storing batches (one parses while another waits for its fsync).
+    batchers: int = 2
+
+
+@dataclass(frozen=True)
 class IngestConfig:
     http: ListenConfig = field(default_factory=lambda: ListenConfig(port=8080))
     grpc: ListenConfig = field(default_factory=lambda: ListenConfig(port=50051))
@@ -102,6 +124,7 @@ class IngestConfig:
     sink: SinkConfig = field(default_factory=SinkConfig)
     pii: PiiConfig = field(default_factory=PiiConfig)
     housekeeping: HousekeepingConfig = field(default_factory=HousekeepingConfig)
+    syslog: SyslogConfig = field(default_factory=SyslogConfig)
     shutdown_grace_sec: float = 5.0
     # YAML keys file (the Auth Gateway's format): pushes must be signed with one of its keys
     # (the Auth Gateway's hop key). Empty: LOGOPS_AUTH_KEYS_FILE / LOGOPS_AUTH_KEYS if set
@@ -197,6 +220,10 @@ _INT_RANGES: dict[str, tuple[int, int | None]] = {
     "max_batches": (1, None),
     "max_clock_skew_sec": (1, 3600),
     "nonce_ttl_sec": (1, None),
+    "max_message_bytes": (1, None),
+    "batch_records": (1, None),
+    "max_pending": (1, None),
+    "batchers": (1, 64),
 }
 
 _CHOICES: dict[str, tuple[str, ...]] = {

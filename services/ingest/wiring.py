@@ -1,7 +1,9 @@
-"""Builds the Ingest Gateway from its config: core, sink, metrics and both fronts.
+"""Builds the Ingest Gateway from its config: core, sink, metrics, both fronts and the
+syslog listener.
 
-The one place where the pieces meet. ``IngestGateway.start()`` binds both fronts and
-announces the addresses (and whether pushes are verified) in a JSON log line; ``stop()``
+The one place where the pieces meet. ``IngestGateway.start()`` binds the fronts (and the
+syslog listener's TCP and UDP ports, unless ``syslog.enabled`` is false) and announces
+the addresses (and whether pushes are verified) in a JSON log line; ``stop()``
 drains them within the grace period and closes the sink. With keys (``keys``, or the file
 ``cfg.keys_file``) every push must carry a LOGOPS1-HMAC-SHA256 signature of one of them.
 """
@@ -28,6 +30,8 @@ from services.ingest.housekeeping import HousekeepingScheduler
 from services.ingest.http_front import create_http_app
 from services.ingest.metrics import IngestMetrics
 from services.ingest.sink import NdjsonSink
+from services.ingest.syslog.listener import SyslogListener
+from services.ingest.syslog.server import SyslogAddresses
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +81,9 @@ class IngestGateway:
         self._stopping = threading.Event()
         self._watch = GatewayWatch(self.core, SERVICE_NAME, self._stopping, on_failure)
         self.addresses: BoundAddresses | None = None
+        self.syslog: SyslogListener | None = None
+        # The syslog listener's TCP and UDP ports; None when it is turned off.
+        self.syslog_addresses: SyslogAddresses | None = None
 
     @property
     def failure(self) -> str | None:
@@ -85,6 +92,12 @@ class IngestGateway:
 
     def start(self) -> BoundAddresses:
         self.core.start()
+        if self.cfg.syslog.enabled:
+            # Bound first: a syslog port in use fails the start before any front serves.
+            self.syslog = SyslogListener(
+                self.core, self.cfg.syslog, self.registry, self.metrics, self._watch.front_died
+            )
+            self.syslog_addresses = self.syslog.bind()
         self._grpc, grpc_port, self._health = create_grpc_server(self.core, self.cfg)
         self.http_app = create_http_app(self.core, self.registry)
         self._http = HttpServer(
@@ -98,6 +111,8 @@ class IngestGateway:
         )
         self._grpc.start()
         self._http.start()
+        if self.syslog is not None:
+            self.syslog.start()
         self._watch.start(self._health)
         hk = self.cfg.housekeeping
         if hk.interval_sec > 0:
@@ -114,6 +129,13 @@ class IngestGateway:
     def _announce(self, addresses: BoundAddresses) -> None:
         verify = self.core.verifier is not None
         exposed = [h for h in (addresses.http_host, addresses.grpc_host) if not is_loopback(h)]
+        syslog = self.syslog_addresses
+        if syslog is not None and not is_loopback(syslog.host):
+            log.warning(
+                "syslog listener listens beyond loopback: syslog carries no signature, so "
+                "anyone who reaches it can store records",
+                extra={"event": "unverified_exposed", "hosts": [syslog.host]},
+            )
         if exposed and not verify:
             # Before the listening line, so whoever waits for that has seen this too.
             log.warning(
@@ -128,6 +150,9 @@ class IngestGateway:
                 "service": "ingest",
                 "http": addresses.http_url,
                 "grpc": addresses.grpc_target,
+                # host:port of each, or None when the listener is off (--no-syslog).
+                "syslog_tcp": syslog.tcp_target if syslog else None,
+                "syslog_udp": syslog.udp_target if syslog else None,
                 "sink_dir": self.cfg.sink.dir,
                 "durability": self.cfg.sink.durability,
                 # False: the C hot path was not built; the Python one is slower.
@@ -145,6 +170,9 @@ class IngestGateway:
         self._stopping.set()
         self._health.enter_graceful_shutdown()
         grpc_done = self._grpc.stop(grace)
+        if self.syslog is not None:
+            # Stops accepting and reading, then stores every message read before the sink closes.
+            self.syslog.stop(grace)
         self._http.stop(grace)
         grpc_done.wait(grace + 1)
         if self._housekeeping is not None:
