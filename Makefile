@@ -12,7 +12,7 @@ DEBS   := syslog-ng-core redis-server shellcheck
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: help install system-deps test test-fast lint proto buf-lint native-check demo up down auth-smoke \
-  bench soak mutation clean
+  bench soak mutation mutation-c clean
 
 help:
 	@echo "make demo   - start both gateways on free ports, push signed batches through the Auth Gateway, stop Ingest"
@@ -25,6 +25,7 @@ help:
 	@echo "make bench  - throughput and latency: Ingest beside syslog-ng, Auth -> Ingest, hostile clients"
 	@echo "make soak   - ten minutes of constant load: does the gateway's memory stay flat?"
 	@echo "make mutation - mutation testing of the gateway's core modules: score per module and survivors"
+	@echo "make mutation-c - hand-made mutants of the C hot path against its differential tests"
 	@echo "make lint   - ruff and mypy"
 	@echo "make proto  - regenerate the Python code from proto/"
 
@@ -129,6 +130,10 @@ mutation: install
 	$(VENV)/bin/mutmut run $(MUTANTS) > mutants/run.log 2>&1 || { tail -40 mutants/run.log; exit 1; }; \
 	$(PY) -m tests.mutation.report; \
 	echo "took $$(( (SECONDS - start) / 60 )) min $$(( (SECONDS - start) % 60 )) s"
+
+# Hand-made mutants of the C hot path against the differential suites (tests/mutation/c_mutants.py).
+mutation-c: install
+	$(PY) -m tests.mutation.c_mutants $(MUTANTS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info services/ingest/_native*.so
