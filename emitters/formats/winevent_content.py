@@ -254,7 +254,7 @@ RECORD_KEYS = (
 
 def number_or_text(text: str) -> int | str:
     """``text`` as an int when it is a plain decimal number (as ids are), else as it is."""
-    return int(text) if text.isascii() and text.isdigit() and len(text) < 19 else text
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 20 else text
 
 
 class _Host(NamedTuple):
