@@ -51,7 +51,8 @@ class MinimalFormat:
         return value
 
     def looks_like(self, line: str) -> bool:
-        if not line.startswith('{"msg":'):
+        # Exact, not cheap (the line is parsed): only a msg-only object is minimal.
+        if line.lstrip()[:1] != "{" or '"msg"' not in line:
             return False
         try:
             self.parse(line)
