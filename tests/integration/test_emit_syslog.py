@@ -33,6 +33,7 @@ class TcpSink:
         self.server = socket.create_server(("127.0.0.1", 0))
         self.port = self.server.getsockname()[1]
         self.connections: list[bytes] = []
+        self._changed = threading.Condition()
         self._close_first_after = close_first_after
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
@@ -50,9 +51,14 @@ class TcpSink:
                     data += chunk
                     if limit and len(data) >= limit:
                         break
-                self.connections.append(bytes(data))
+                with self._changed:
+                    self.connections.append(bytes(data))
+                    self._changed.notify_all()
 
-    def close(self) -> list[bytes]:
+    def close(self, expect: int = 1) -> list[bytes]:
+        """What the first ``expect`` connections sent, once each has ended."""
+        with self._changed:
+            self._changed.wait_for(lambda: len(self.connections) >= expect, timeout=10)
         with contextlib.suppress(OSError):
             self.server.shutdown(socket.SHUT_RDWR)  # wakes the accept() (close alone does not)
         self.server.close()
@@ -134,14 +140,12 @@ def test_a_connection_the_peer_closed_is_replaced_before_the_next_batch() -> Non
     transport = SyslogTcpTransport("127.0.0.1", sink.port)
     first = transport.send(Batch([{"raw": "a"}]))
     # The peer reads the first batch and closes; the next batch goes on a new connection.
-    for _ in range(200):
-        if sink.connections:
-            break
-        threading.Event().wait(0.01)
+    with sink._changed:
+        sink._changed.wait_for(lambda: bool(sink.connections), timeout=10)
     second = transport.send(Batch([{"raw": "b"}, {"raw": "c"}]))
     transport.close()
     assert (first.accepted, second.accepted) == (1, 2)
-    assert sink.close() == [b"1 a", b"1 b1 c"]
+    assert sink.close(expect=2) == [b"1 a", b"1 b1 c"]
 
 
 def test_udp_sends_one_datagram_per_record_and_refuses_oversized_ones() -> None:
