@@ -65,7 +65,8 @@ _TS_VALID_SHARE = 11 / 15
 _LEVEL_VALID_SHARE = 4 / 5
 _DECOY = 0.1
 _OPTS = orjson.OPT_NON_STR_KEYS
-_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f\ufffd]")
+# Raw controls no JSON text may hold (a tab may sit between tokens).
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f]")
 
 
 class NoiseSample(NamedTuple):
@@ -96,17 +97,10 @@ class NoiseFormat:
         text = line.strip(" \t\ufeff")
         if not text:
             raise FormatError("a blank line is not a record")
-        control = _CONTROL.search(text)
-        if control is not None:
-            code = f"U+{ord(control.group()):04X}"
-            raise FormatError(f"binary data: {code} at character {control.start()}")
         try:
             value = orjson.loads(text)
         except orjson.JSONDecodeError as exc:
-            if exc.pos >= len(text) and text[0] in "{[":
-                where = f"the line ends at character {len(text)}"
-                raise FormatError(f"truncated JSON: {where}, inside a value") from None
-            raise FormatError(f"invalid JSON at character {exc.pos}: {exc.msg}") from None
+            raise FormatError(_diagnosis(text, exc)) from None
         if not isinstance(value, dict):
             raise FormatError(f"a record must be a JSON object, not {_kind(value)}")
         return value
@@ -118,6 +112,15 @@ class NoiseFormat:
 
     def sample(self, rng: random.Random, opts: ContentOptions, now: float) -> dict[str, Any]:
         return draw(rng, opts, now).record
+
+
+def _diagnosis(text: str, exc: orjson.JSONDecodeError) -> str:
+    control = _CONTROL.search(text)
+    if control is not None:
+        return f"binary data: U+{ord(control.group()):04X} at character {control.start()}"
+    if exc.pos >= len(text) and text[0] in "{[":
+        return f"truncated JSON: the line ends at character {len(text)}, inside a value"
+    return f"invalid JSON at character {exc.pos}: {exc.msg}"
 
 
 def _kind(value: object) -> str:
