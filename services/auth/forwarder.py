@@ -158,8 +158,9 @@ class Forwarder:
         """Sleep before retry number ``retry`` (0 first); False when the deadline forbids it."""
         ceiling = min(self._backoff_max, self._backoff_base * 2.0 ** min(retry, 60))
         floor = (failure.retry_after if failure else None) or 0.0
+        # Time left once the shortest attempt is set aside: an attempt needs at least that.
         room = deadline - self._clock() - self._min_attempt
-        if room <= 0 or floor > room:
+        if room < 0 or floor > room:
             return False
         # Jitter is cut short to leave time for the attempt; a server's wait is not.
         self._sleep(min(max(self._rng() * ceiling, floor), room))

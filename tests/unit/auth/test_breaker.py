@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 
@@ -234,3 +235,49 @@ def test_the_barrier_catches_pybreakers_own_call_serializing() -> None:
     for t in threads:
         t.join(10)
     assert len(broken) == 4
+
+
+def test_a_late_outcome_is_dropped_however_many_times_the_breaker_turned() -> None:
+    breaker, clock, _ = make(fail_max=1)
+    fail(breaker, 1)
+    clock.now += 30.0
+    breaker.record(admitted(breaker))  # the trial closes it: a second closed period
+    slow = admitted(breaker)  # a forward of that second period, still running
+    fail(breaker, 1)
+    clock.now += 30.0
+    trial = admitted(breaker)
+    breaker.record(slow)  # from two turns ago: it must not close the breaker
+    assert breaker.state == "half_open"
+    assert breaker.admit() is None
+    breaker.record(trial, down())
+    assert breaker.state == "open"
+
+
+def test_no_wait_is_announced_unless_the_breaker_is_open() -> None:
+    breaker, clock, _ = make(fail_max=1, reset=30.0)
+    assert breaker.retry_after() == 0.0
+    fail(breaker, 1)
+    assert breaker.retry_after() == pytest.approx(30.0)
+    clock.now += 30.0
+    admitted(breaker)  # the trial: half-open
+    assert breaker.retry_after() == 0.0
+
+
+def test_every_state_change_is_logged_as_a_breaker_state_event(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = Clock()
+    breaker = ForwardBreaker(1, 30.0, name="ingest-hop", clock=clock)
+    with caplog.at_level(logging.INFO, logger="services.auth.breaker"):
+        fail(breaker, 1)
+        clock.now += 30.0
+        breaker.record(admitted(breaker))
+    events = [
+        (r.levelno, r.__dict__.get("event"), r.__dict__.get("state"), r.__dict__.get("breaker"))
+        for r in caplog.records
+    ]
+    assert events == [
+        (logging.WARNING, "breaker_state", "open", "ingest-hop"),
+        (logging.INFO, "breaker_state", "half_open", "ingest-hop"),
+        (logging.INFO, "breaker_state", "closed", "ingest-hop"),
+    ]

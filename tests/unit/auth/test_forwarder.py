@@ -304,6 +304,41 @@ def test_an_unexpected_error_is_raised_and_counts_against_the_breaker() -> None:
     assert r.breaker.state == "open"
 
 
+def test_a_retry_goes_while_the_shortest_attempt_still_fits() -> None:
+    """An attempt needs at least ``min_attempt_sec``: the first one as every retry, after
+    no wait as after a server's Retry-After."""
+    cases = (([timed_out], 2.5, 2.0), ([overloaded(retry_after=1.0)], 1.5, 1.5))
+    for script, deadline, first in cases:
+        clock = Clock()
+        transport = ScriptedTransport(clock, [*script, ok()])
+        forwarder = Forwarder(
+            "http://ingest.invalid:8080", None, 2.0, 3, 0.0, 0.0, ForwardBreaker(clock=clock),
+            sleep=clock.sleep, clock=clock, min_attempt_sec=0.5, transport=transport,
+        )
+        assert forwarder.forward(PAYLOAD, clock.now + deadline) == ok()
+        assert [s.timeout for s in transport.sent] == [first, 0.5]
+
+
+def test_giving_up_says_why_and_when_to_come_back() -> None:
+    clock = Clock()
+    transport = ScriptedTransport(clock, [refused()])
+    forwarder = Forwarder(
+        "http://ingest.invalid:8080", None, 2.0, 2, 0.1, 0.4, ForwardBreaker(clock=clock),
+        sleep=clock.sleep, clock=clock, transport=transport,
+    )
+    with pytest.raises(Unavailable) as err:
+        forwarder.forward(PAYLOAD, clock.now + 60)
+    assert err.value.message == (
+        "the Ingest Gateway at http://ingest.invalid:8080 did not take the batch: "
+        "connection refused"
+    )
+    assert err.value.retry_after == pytest.approx(0.4), "no server wait: the backoff cap"
+    with pytest.raises(Unavailable) as late:
+        forwarder.forward(PAYLOAD, clock.now - 1)
+    assert late.value.message.endswith(": no time left before the caller's deadline")
+    assert late.value.retry_after == pytest.approx(0.4)
+
+
 def test_concurrent_forwards_are_not_serialized() -> None:
     """32 forwards each wait inside the transport until all 32 are there: if anything
     around the transport let one through at a time, the barrier would break."""
