@@ -37,6 +37,7 @@ import random
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -75,8 +76,16 @@ _INT_KEYS |= frozenset(("pid", "thread_id"))
 
 
 def _x(value: Any) -> str:
-    text = value_text(value)
+    if type(value) is int:
+        return str(value)
+    text = value if type(value) is str else value_text(value)
     return text.translate(_ESCAPES) if _XML_SPECIAL.search(text) else text
+
+
+@lru_cache(maxsize=1024)
+def _data_open(name: str) -> str:
+    """``<Data Name="...">`` for a name: a kind has a few dozen, so they are kept."""
+    return f'<Data Name="{_x(name)}">'
 
 
 class WinEventXmlFormat:
@@ -160,13 +169,14 @@ def _execution(rec: Mapping[str, Any]) -> str:
 def _event_data(data: object) -> str:
     if not isinstance(data, Mapping) or not data:
         return "<EventData/>"
-    items = []
+    search = _XML_SPECIAL.search
+    items = ["<EventData>"]
     for name, value in data.items():
-        text = _x(value)
-        items.append(
-            f'<Data Name="{_x(name)}">{text}</Data>' if text else f'<Data Name="{_x(name)}"/>'
-        )
-    return "<EventData>" + "".join(items) + "</EventData>"
+        opening = _data_open(name) if type(name) is str else _data_open(value_text(name))
+        text = value if type(value) is str and not search(value) else _x(value)
+        items.append(f"{opening}{text}</Data>" if text else opening[:-1] + "/>")
+    items.append("</EventData>")
+    return "".join(items)
 
 
 def _system_fields(system: ET.Element) -> dict[str, Any]:
