@@ -1,7 +1,9 @@
 """Client transports for pushing batches to a LogOps gateway: ``send(batch) -> PushResult``.
 
-One encoder per payload kind (``encode_json``, protobuf via ``pb_codec``), shared by the
-transports; the transports only move bytes. :meth:`prepare` encodes a batch once into a
+One encoder per payload kind (``encode_json``, ``encode_ndjson``, ``encode_csv``,
+``encode_text``, protobuf via ``pb_codec``), shared by the transports; the transports only
+move bytes. Bodies without an envelope of their own (NDJSON, CSV, text) carry the batch's
+names in ``X-LogOps-*`` headers (:func:`meta_headers`). :meth:`prepare` encodes a batch once into a
 :class:`Prepared` (body, media type, headers); :meth:`send_prepared` is one attempt that
 signs those exact bytes afresh (a given ``signer``) and sends them, so a retry
 (:class:`clients.retry.RetryingTransport`) re-signs but never re-encodes. A refusal comes
@@ -10,9 +12,11 @@ back as the same ``LogOpsError`` subclass whichever transport carried it.
 
 from __future__ import annotations
 
+import csv
 import email.utils
 import gzip
 import http.client
+import io
 import math
 import time
 import urllib.parse
@@ -39,6 +43,24 @@ from services.common.signing import GRPC_MEDIA_TYPE, media_type_of
 
 MEDIA_JSON = "application/json"
 MEDIA_PROTOBUF = "application/x-protobuf"
+MEDIA_NDJSON = "application/x-ndjson"
+MEDIA_CSV = "text/csv"
+MEDIA_TEXT = "text/plain"
+# The HTTP body kinds a client can send (PRODUCT.md section 3), by name.
+HTTP_BODIES: Mapping[str, str] = {
+    "json": MEDIA_JSON,
+    "ndjson": MEDIA_NDJSON,
+    "csv": MEDIA_CSV,
+    "text": MEDIA_TEXT,
+    "protobuf": MEDIA_PROTOBUF,
+}
+# Batch names sent as headers with a body that has no envelope (Ingest and Auth read them).
+META_HEADERS = {
+    "batch_id": "X-LogOps-Batch-Id",
+    "emitter": "X-LogOps-Emitter",
+    "scenario_id": "X-LogOps-Scenario-Id",
+    "run_id": "X-LogOps-Run-Id",
+}
 
 # The generated stub's serializer takes a PushRequest object, so the raw (already signed)
 # bytes cannot go through it without being parsed and serialized again; the call is made
@@ -93,6 +115,77 @@ def encode_json(batch: Batch) -> bytes:
     if batch.default_format:
         doc["format"] = batch.default_format
     return orjson.dumps(doc)
+
+
+def encode_ndjson(batch: Batch) -> bytes:
+    """One JSON record per line (``application/x-ndjson``); names go in headers."""
+    dump, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
+    return b"".join([dump(r, option=newline) for r in batch.records if r is not None])
+
+
+def encode_csv(batch: Batch) -> bytes:
+    """A CSV document (RFC 4180): a header naming every key the records use, in the order
+    first seen, then one row per record. Text goes as it is, other values as JSON text,
+    an absent key as an empty field (which the gateway reads as absent)."""
+    records = [r for r in batch.records if r is not None]
+    columns = list(dict.fromkeys(key for rec in records for key in rec))
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows([[_csv_value(rec.get(key)) for key in columns] for rec in records])
+    return out.getvalue().encode("utf-8")
+
+
+def _csv_value(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return ""
+    return orjson.dumps(value, default=str).decode()
+
+
+def encode_text(batch: Batch) -> bytes:
+    """One raw line per record (``text/plain``), the format named by ``X-LogOps-Format``.
+
+    Only the line travels: a record's other fields (``stream``, ``seq``) reach the gateway
+    only if the line itself carries them."""
+    lines: list[str] = []
+    for rec in batch.records:
+        if rec is None:
+            continue
+        raw = rec.get("raw")
+        if not isinstance(raw, str) or "\n" in raw:
+            raise ValueError("a text body carries records with a one-line 'raw' only")
+        lines.append(raw)
+    return ("\n".join(lines) + "\n").encode("utf-8") if lines else b""
+
+
+def batch_format(batch: Batch) -> str:
+    """The format to name in ``X-LogOps-Format``: the batch's, else its first record's."""
+    if batch.default_format:
+        return batch.default_format
+    for rec in batch.records:
+        if rec is not None and isinstance(rec.get("format"), str):
+            return str(rec["format"])
+    return ""
+
+
+def meta_headers(batch: Batch) -> dict[str, str]:
+    """The ``X-LogOps-*`` headers that name a batch sent without an envelope."""
+    headers = {h: getattr(batch, name) for name, h in META_HEADERS.items() if getattr(batch, name)}
+    fmt = batch_format(batch)
+    if fmt:
+        headers["X-LogOps-Format"] = fmt
+    return headers
+
+
+_BODY_ENCODERS: Mapping[str, Callable[[Batch], bytes]] = {
+    MEDIA_JSON: encode_json,
+    MEDIA_NDJSON: encode_ndjson,
+    MEDIA_CSV: encode_csv,
+    MEDIA_TEXT: encode_text,
+    MEDIA_PROTOBUF: lambda batch: batch_to_pb(batch).SerializeToString(),
+}
 
 
 def encode_push_request(batch: Batch) -> bytes:
@@ -170,8 +263,8 @@ _CLOSED = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
 
 
 class HttpTransport:
-    """Keeps one connection open (one thread at a time); ``content_type`` is
-    ``application/json`` or ``application/x-protobuf``. ``compress`` sends the body
+    """Keeps one connection open (one thread at a time); ``content_type`` is one of
+    :data:`HTTP_BODIES` (JSON, NDJSON, CSV, text or protobuf). ``compress`` sends the body
     gzipped (``Content-Encoding: gzip``), and a ``signer`` signs the body as sent, that is
     the compressed bytes, with the request's media type."""
 
@@ -185,8 +278,8 @@ class HttpTransport:
         compress: bool = False,
         path: str = "/v1/logs",
     ) -> None:
-        if media_type_of(content_type) not in (MEDIA_JSON, MEDIA_PROTOBUF):
-            raise ValueError(f"content_type must be {MEDIA_JSON} or {MEDIA_PROTOBUF}")
+        if media_type_of(content_type) not in _BODY_ENCODERS:
+            raise ValueError(f"content_type must be one of {', '.join(_BODY_ENCODERS)}")
         url = urllib.parse.urlsplit(base_url)
         self._host, self._port = url.hostname or "127.0.0.1", url.port or 80
         self._timeout = timeout
@@ -201,11 +294,10 @@ class HttpTransport:
 
     def prepare(self, batch: Batch) -> Prepared:
         media_type = media_type_of(self._content_type)
-        if media_type == MEDIA_PROTOBUF:
-            body = batch_to_pb(batch).SerializeToString()
-        else:
-            body = encode_json(batch)
+        body = _BODY_ENCODERS[media_type](batch)
         headers = {"Content-Type": self._content_type}
+        if media_type not in (MEDIA_JSON, MEDIA_PROTOBUF):
+            headers.update(meta_headers(batch))
         if self._compress:
             body = gzip.compress(body, compresslevel=6, mtime=0)
             headers["Content-Encoding"] = "gzip"

@@ -57,7 +57,7 @@ def test_http_gzip_sends_and_signs_the_compressed_bytes(content_type: str) -> No
 
 def test_http_refuses_a_media_type_it_has_no_encoder_for() -> None:
     with pytest.raises(ValueError, match="content_type"):
-        HttpTransport("http://127.0.0.1:1", "text/csv")
+        HttpTransport("http://127.0.0.1:1", "application/xml")
 
 
 @pytest.mark.parametrize(
