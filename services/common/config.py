@@ -109,8 +109,6 @@ class SyslogConfig:
     batch_delay_ms: int = 50
     # Messages read but not stored yet: at this, reading stops until the sink catches up.
     max_pending: int = 20_000
-    # Threads storing batches (one parses while another waits for its fsync).
-    batchers: int = 2
 
 
 @dataclass(frozen=True)
@@ -223,7 +221,6 @@ _INT_RANGES: dict[str, tuple[int, int | None]] = {
     "max_message_bytes": (1, None),
     "batch_records": (1, None),
     "max_pending": (1, None),
-    "batchers": (1, 64),
 }
 
 _CHOICES: dict[str, tuple[str, ...]] = {

@@ -1,19 +1,23 @@
 """Groups received syslog messages into batches and stores them through the Ingest core.
 
-Each batcher thread takes up to ``batch_records`` messages from the :class:`Handoff` (or
-what arrived within ``batch_delay_ms`` of the first), turns them into records
-(:mod:`records`) and stores them with :meth:`IngestCore.push`, like any push: the same
-normalisation, PII masking, sink and metrics (``front="syslog"``). Idempotency does not
-apply: every batch gets a fresh id (``syslog-<random>-<n>``) that no client can have used.
-While the sink cannot be written, the batch is retried (the reader meanwhile stops reading,
-see ``handoff``); what is still unstored when the grace period of a stop is over is counted
-as lost (``logops_ingest_syslog_dropped_total{reason="unavailable"}``).
+Two threads in a pipeline: one takes up to ``batch_records`` messages from the
+:class:`Handoff` (or what arrived within ``batch_delay_ms`` of the first) and turns them
+into records (:mod:`records`); the other stores each batch with :meth:`IngestCore.push`,
+like any push: the same normalisation, PII masking, sink and metrics (``front="syslog"``).
+So the next batch is parsed while the last one waits for its fsync, and batches are
+stored in the order their messages were read (a sender's messages keep their order).
+Idempotency does not apply: every batch gets a fresh id (``syslog-<random>-<n>``) that no
+client can have used. While the sink cannot be written, the batch is retried (the reader
+meanwhile stops reading, see ``handoff``); what is still unstored when the grace period of
+a stop is over is counted as lost (``logops_ingest_syslog_dropped_total{reason=
+"unavailable"}``).
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import queue
 import threading
 import time
 import uuid
@@ -33,6 +37,8 @@ FRONT = "syslog"
 EMITTER = "syslog"
 # How long to wait before storing a refused batch again, at most.
 MAX_RETRY_SEC = 1.0
+# Batches parsed ahead of the one being stored.
+READY_BATCHES = 2
 
 DiedCallback = Callable[[str, BaseException | None], None]
 
@@ -46,7 +52,7 @@ class RequestObserver(Protocol):
 
 
 class Batcher:
-    """``threads`` batchers over one hand-off; :meth:`join` after the hand-off is closed."""
+    """The parse and store threads over one hand-off; :meth:`join` after it is closed."""
 
     def __init__(
         self,
@@ -68,9 +74,10 @@ class Batcher:
         self._prefix = f"{FRONT}-{uuid.uuid4().hex[:16]}-"
         self._ids = itertools.count(1)
         self._give_up_at: float | None = None
+        self._ready: queue.Queue[Batch | None] = queue.Queue(READY_BATCHES)
         self._threads = [
-            threading.Thread(target=self._run, name=f"syslog-batcher-{i}", daemon=True)
-            for i in range(cfg.batchers)
+            threading.Thread(target=self._guarded(self._build), name="syslog-parse", daemon=True),
+            threading.Thread(target=self._guarded(self._stores), name="syslog-store", daemon=True),
         ]
 
     def start(self) -> None:
@@ -83,27 +90,40 @@ class Batcher:
         for thread in self._threads:
             thread.join(timeout=max(0.0, self._give_up_at - time.monotonic()) + 1)
 
-    def _run(self) -> None:
-        error: BaseException | None = None
+    def _guarded(self, loop: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                loop()
+            except BaseException as exc:  # reported, then the gateway stops
+                log.exception("syslog batcher failed", extra={"event": "front_died"})
+                if self._on_died is not None:
+                    self._on_died("syslog", exc)
+
+        return run
+
+    def _build(self) -> None:
         try:
             while True:
                 items = self._handoff.take(self._size, self._delay)
                 if items:
-                    self._store(items)
+                    self._ready.put(self._batch(items))
                 elif self._handoff.closed and not self._handoff.pending:
                     return
-        except BaseException as exc:  # reported, then the gateway stops
-            error = exc
-            log.exception("syslog batcher failed", extra={"event": "front_died"})
-        if self._on_died is not None:
-            self._on_died("syslog", error)
+        finally:
+            self._ready.put(None)
 
-    def _store(self, items: list[Item]) -> None:
-        batch = Batch(
+    def _batch(self, items: list[Item]) -> Batch:
+        return Batch(
             records=self._builder.records(items),
             batch_id=f"{self._prefix}{next(self._ids)}",
             emitter=EMITTER,
         )
+
+    def _stores(self) -> None:
+        while (batch := self._ready.get()) is not None:
+            self._store(batch)
+
+    def _store(self, batch: Batch) -> None:
         count = len(batch.records)
         while True:
             started = time.perf_counter()
@@ -116,6 +136,10 @@ class Batcher:
                 wait = exc.retry_after or MAX_RETRY_SEC
             except LogOpsError as exc:  # not expected for batches made here: lost, said
                 code = exc.code
+                self._lost("internal", count, exc)
+                return
+            except Exception as exc:  # a bug: this batch is lost, the listener goes on
+                code = "INTERNAL"
                 self._lost("internal", count, exc)
                 return
             finally:

@@ -1,20 +1,104 @@
 """Turns received syslog messages into the records the Ingest core stores.
 
-Each message becomes a raw line for the core's normaliser, which detects its format
-(RFC 5424, RFC 3164, or the lenient ``syslog`` one) and parses it; a message that fits
-no format is kept whole as ``msg`` (format ``text``), so nothing is lost for its shape.
-The peer's address is the record's ``host``, used when the line names none.
+The messages of one read come from one sender, so the format is detected once, from the
+first of them (RFC 5424, RFC 3164 or the lenient ``syslog`` format, through the format
+registry), and every message is parsed with it here, in one tight loop: the core then
+gets plain records, which its C path writes without calling back into Python for the
+line. A message that format does not parse goes to the core as a raw line instead, where
+detection runs again and a message that fits no format is kept whole as ``msg`` (format
+``text``): nothing is lost for its shape. The peer's address is the ``host`` of a record
+whose line names none.
+
+Timestamps and levels are put in canonical form here with the core's own functions
+(``normalise_ts``, ``canonical_level``), remembered for the batch: a sender writes the same
+second and the same ``<PRI>`` over and over, and the C path then takes the values as they
+are instead of calling back into Python for every record. What they cannot read is left
+as written, for the core to flag (``ts_missing``, ``src_ts``) as it does for any push.
 """
 
 from __future__ import annotations
 
+import logging
+import time
+from typing import Any
+
+from emitters.formats import FORMATS, FormatError, LogFormat, detect_format
 from services.common.model import Record
+from services.ingest.levels import canonical_level
 from services.ingest.syslog.handoff import Item
+from services.ingest.timeparse import normalise_ts
+
+log = logging.getLogger(__name__)
+_UNSEEN: Any = object()
 
 
 class RecordBuilder:
+    """Stateless: safe to share between batcher threads."""
+
     def records(self, items: list[Item]) -> list[Record | None]:
         out: list[Record | None] = []
+        canon = _Canonical(int(time.time() * 1000))
         for host, _, frames in items:
-            out += [{"raw": f.decode("utf-8", "replace"), "host": host} for f in frames]
+            lines = [f.decode("utf-8", "replace") for f in frames]
+            name = detect_format(lines[0])
+            fmt = FORMATS.get(name) if name is not None else None
+            if fmt is None:
+                out += [{"raw": line, "host": host} for line in lines]
+            else:
+                out += _parsed(fmt, name or "", lines, host, canon)
         return out
+
+
+class _Canonical:
+    """``normalise_ts`` and ``canonical_level``, remembered for one batch."""
+
+    __slots__ = ("levels", "now_ms", "stamps")
+
+    def __init__(self, now_ms: int) -> None:
+        self.now_ms = now_ms
+        self.stamps: dict[str, str | None] = {}
+        self.levels: dict[str, str | None] = {}
+
+    def apply(self, rec: Record) -> None:
+        ts = rec.get("ts")
+        if type(ts) is str:
+            done = self.stamps.get(ts, _UNSEEN)
+            if done is _UNSEEN:
+                done = self.stamps[ts] = normalise_ts(ts, self.now_ms)
+            if done is not None:
+                rec["ts"] = done
+        level = rec.get("level")
+        if type(level) is str:
+            found = self.levels.get(level, _UNSEEN)
+            if found is _UNSEEN:
+                found = self.levels[level] = canonical_level(level)
+            if found is not None:
+                rec["level"] = found
+
+
+def _parsed(
+    fmt: LogFormat, name: str, lines: list[str], host: str, canon: _Canonical
+) -> list[Record | None]:
+    parse = fmt.parse
+    apply = canon.apply
+    out: list[Record | None] = []
+    append = out.append
+    for line in lines:
+        try:
+            rec = parse(line)
+        except FormatError:
+            append({"raw": line, "host": host})
+            continue
+        except Exception:  # a parser's bug must not stop the listener: kept as text
+            log.exception("syslog parser failed", extra={"event": "parser_error"})
+            append({"msg": line, "host": host, "format": "text"})
+            continue
+        if "raw" in rec or "format" in rec:
+            append({"raw": line, "host": host})
+            continue
+        if "host" not in rec:
+            rec["host"] = host
+        rec["format"] = name
+        apply(rec)
+        append(rec)
+    return out
