@@ -22,7 +22,7 @@ help:
 	@echo "make down   - stop what make up started (safe when nothing runs)"
 	@echo "make auth-smoke - signed, bad secret, old timestamp, replay, burst: expected vs actual (starts make up if needed)"
 	@echo "make test   - install what is needed, lint the schema and run the whole test suite"
-	@echo "make bench  - throughput and latency: Ingest beside syslog-ng, Auth -> Ingest, hostile clients"
+	@echo "make bench  - throughput and latency: Ingest and its syslog listener beside syslog-ng, Auth -> Ingest, hostile clients"
 	@echo "make soak   - ten minutes of constant load: does the gateway's memory stay flat?"
 	@echo "make mutation - mutation testing of the gateway's core modules: score per module and survivors"
 	@echo "make mutation-c - hand-made mutants of the C hot path against its differential tests"
@@ -113,6 +113,7 @@ auth-smoke: install
 
 bench: install system-deps
 	$(PY) -m tests.bench.ingest_bench
+	$(PY) -m tests.bench.syslog_bench
 
 # Ten minutes of constant load on one gateway, RSS sampled every 5 s.
 soak: install system-deps
