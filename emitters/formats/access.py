@@ -3,8 +3,8 @@
 ``client ident user [dd/Mon/yyyy:HH:MM:SS +zzzz] "request" status bytes`` and, in the
 combined layout, `` "referer" "user-agent"``. A format here differs from another only in
 its escaping (:mod:`emitters.formats.webescape`), in how it writes an empty body (Apache
-``%b`` ``-``, nginx ``0``) and an empty request line (Apache ``-``, nginx nothing), and in
-nginx's fixed ``-`` ident.
+``%b`` ``-``, nginx ``0``), an empty request line (Apache ``-``, nginx nothing) and an
+absent status (Apache ``-``, nginx ``000``), and in nginx's fixed ``-`` ident.
 
 Record keys (what ``render`` reads and ``parse`` returns): ``ts`` (the time as written),
 ``level`` (derived from the status, :func:`level_of_status`: 5xx ``ERROR``, 4xx ``WARN``,
@@ -60,12 +60,14 @@ class AccessLogFormat:
         *,
         empty_body: str,
         empty_request: str,
+        no_status: str,
         service: str,
         fixed_ident: bool = False,
     ) -> None:
         self._escape = escape
         self._empty_body = empty_body
         self._empty_request = empty_request
+        self._no_status = no_status
         self._service = service
         self._fixed_ident = fixed_ident
 
@@ -80,7 +82,7 @@ class AccessLogFormat:
         line = (
             f"{self._token(get('client_ip'))} {self._ident(get('ident'))} {user} "
             f'[{clf_time(get("ts"))}] "{request}" '
-            f"{_status_text(get('status'))} {self._bytes_text(get('bytes'))}"
+            f"{_status_text(get('status'), self._no_status)} {self._bytes_text(get('bytes'))}"
         )
         if not self.combined:
             return line
@@ -173,12 +175,12 @@ class AccessLogFormat:
         return self._empty_body
 
 
-def _status_text(value: Any) -> str:
-    if type(value) is int and 100 <= value <= 999:
-        return str(value)
+def _status_text(value: Any, absent: str) -> str:
+    if type(value) is int and 0 <= value <= 999:
+        return f"{value:03d}"
     if isinstance(value, str) and len(value) == 3 and value.isascii() and value.isdigit():
         return value
-    return "-"
+    return absent
 
 
 def _add_names(rec: dict[str, Any], client: str, ident: str, user: str) -> None:

@@ -84,7 +84,9 @@ class ApacheCommonFormat(AccessLogFormat):
     combined = False
 
     def __init__(self) -> None:
-        super().__init__(webescape.apache, empty_body="-", empty_request="-", service="httpd")
+        super().__init__(
+            webescape.apache, empty_body="-", empty_request="-", no_status="-", service="httpd"
+        )
 
     def _user(self, value: Any) -> str:
         # mod_log_config writes an empty (but present) user name as "".
@@ -168,6 +170,8 @@ class ApacheErrorFormat:
         # Hosts keep their MPM: most run event (threaded), a few still prefork.
         if sum(map(ord, host)) % 4:
             rec["tid"] = 0x7F00_0000_0000 + (rng.getrandbits(28) << 12)
+        elif message.module == "mpm_event":
+            rec["module"] = "mpm_prefork"
         rec.update(message.fields)
         rec["host"] = host
         rec["service"] = "httpd"

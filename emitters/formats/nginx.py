@@ -6,7 +6,7 @@
 Apache's combined in three ways: the second field is always ``-``, an empty body is
 ``0``, and values are escaped the ``escape=default`` way (``"``, ``\\`` and bytes outside
 32-126 as ``\\xHH``). An absent request line is written empty (``""``), as nginx logs a
-connection closed before its request.
+connection closed before its request, and an absent status ``000`` (``%03ui`` of 0).
 
 ``nginx_error`` is ``ngx_log_error_core``'s layout::
 
@@ -82,7 +82,12 @@ class NginxAccessFormat(AccessLogFormat):
 
     def __init__(self) -> None:
         super().__init__(
-            webescape.nginx, empty_body="0", empty_request="", service="nginx", fixed_ident=True
+            webescape.nginx,
+            empty_body="0",
+            empty_request="",
+            no_status="000",
+            service="nginx",
+            fixed_ident=True,
         )
 
     def _claims(self, match: re.Match[str]) -> bool:

@@ -32,6 +32,8 @@ class _Entry:
     connection: bool = True
     path: str = "{api}"
     method: str = "GET"
+    # Where a proxied request went, when not to one of the backends' addresses.
+    upstream: str | None = None
 
 
 _POOL: dict[str, tuple[_Entry, ...]] = {
@@ -39,6 +41,7 @@ _POOL: dict[str, tuple[_Entry, ...]] = {
         _Entry(
             "crit", "connect() to unix:/run/php/php8.2-fpm.sock failed (2: No such file or "
             "directory) while connecting to upstream", PROXY, path="/index.php",
+            upstream="fastcgi://unix:/run/php/php8.2-fpm.sock:",
         ),
         _Entry(
             "crit", "SSL_do_handshake() failed (SSL: error:0A00006C:SSL routines::bad key share) "
@@ -73,7 +76,10 @@ _POOL: dict[str, tuple[_Entry, ...]] = {
             "error", "upstream prematurely closed connection while reading response header from "
             "upstream", PROXY,
         ),
-        _Entry("error", "no live upstreams while connecting to upstream", PROXY),
+        _Entry(
+            "error", "no live upstreams while connecting to upstream", PROXY,
+            upstream="http://backend",
+        ),
         _Entry(
             "error", "client intended to send too large body: {size} bytes", REQ,
             path="/api/v1/uploads", method="POST",
@@ -166,9 +172,8 @@ def draw_message(rng: random.Random, level: str) -> NginxMessage:
         fields["server"] = site
         fields["request"] = f"{entry.method} {path} HTTP/1.1"
         if entry.context == PROXY:
-            fields["upstream"] = f"http://{rng.choice(_BACKENDS)}{path}"
-            if "php" in entry.text:
-                fields["upstream"] = f"fastcgi://unix:/run/php/php8.2-fpm.sock:{path}"
+            backend = rng.choice(_BACKENDS)
+            fields["upstream"] = (entry.upstream or f"http://{backend}") + path
         fields["http_host"] = site
         if rng.random() < 0.3:
             fields["referer"] = f"https://{site}/"
