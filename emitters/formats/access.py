@@ -74,10 +74,9 @@ class AccessLogFormat:
     def render(self, rec: dict[str, Any]) -> str:
         get = rec.get
         request = get("msg")
-        if type(request) is str and request:
-            request = self._escape(request)
-        else:
-            request = self._request_text(rec)
+        if type(request) is not str:
+            request = value_text(request)
+        request = self._escape(request) if request else self._request_text(rec)
         user = self._user(get("user"))
         line = (
             f"{self._token(get('client_ip'))} {self._ident(get('ident'))} {user} "
@@ -113,6 +112,8 @@ class AccessLogFormat:
         return rec
 
     def looks_like(self, line: str) -> bool:
+        if '] "' not in line:
+            return False
         match = (COMBINED_LINE if self.combined else COMMON_LINE).fullmatch(line)
         return match is not None and self._claims(match)
 
