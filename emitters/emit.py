@@ -240,6 +240,11 @@ class EmitLoop:
                 self._send(
                     max(min(due, self._next + self.opts.batch_size), self._next + 1), now - planned
                 )
+        # The last event's time slot runs to the end of the schedule: a run of N events at
+        # rate r lasts N/r seconds, and --duration S lasts S.
+        end = self.schedule.done_sec()
+        if end is not None:
+            wait_until(self._start + end, stop)
         return False
 
     def _flush_offset(self, first: int) -> float:

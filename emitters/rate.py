@@ -195,12 +195,26 @@ class Schedule:
         """Seconds after the start at which event ``i`` is due."""
         if self.total is not None and i >= self.total:
             raise IndexError(f"the schedule has {self.total} events")
-        # The last segment starting at or before i: a pause before it holds no events.
-        k = max(0, bisect.bisect_right(self._counts, float(i)) - 1)
+        return self.time_of(float(i))
+
+    def time_of(self, n: float) -> float:
+        """Seconds after the start at which ``N(t)`` reaches ``n``."""
+        # The last segment starting at or before n: a pause before it holds no events.
+        k = max(0, bisect.bisect_right(self._counts, n) - 1)
         seg = self.segments[k]
-        if seg.events() <= 0.0:
-            raise IndexError(f"event {i} falls beyond the schedule")
-        return self._starts[k] + seg.offset_of(i - self._counts[k])
+        if seg.events() <= 0.0 or n > self._events + 1e-9:
+            raise IndexError(f"{n} events fall beyond the schedule")
+        return self._starts[k] + seg.offset_of(n - self._counts[k])
+
+    def done_sec(self) -> float | None:
+        """When the schedule's time for its last event is over: when ``N(t)`` reaches a
+        ``count`` (N events at rate r: N/r), else the end of the last segment (``--duration
+        S``: S, silent tail included). None without an end."""
+        if self.total is None:
+            return None
+        if self.total < self._events - 1e-9:
+            return self.time_of(float(self.total))
+        return self.length_sec
 
     def due_times(self, start: int = 0) -> Iterator[float]:
         """``due(start)``, ``due(start + 1)``, ... until the schedule ends."""

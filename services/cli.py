@@ -298,6 +298,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_up_parser(sub, cmd_up)
 
+    from emitters.cli import add_parser as add_emit_parser
+
+    add_emit_parser(sub)
+
     hk = sub.add_parser("housekeeping", help="delete or archive sink files past retention")
     _add_config_flag(hk)
     hk.add_argument("--sink-dir")

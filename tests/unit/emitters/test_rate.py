@@ -156,3 +156,12 @@ def test_wait_until_returns_at_once_when_stopped() -> None:
     stop.set()
     assert wait_until(float("inf"), stop) is False
     assert wait_until(0.0, threading.Event()) is True
+
+
+def test_a_run_lasts_its_count_over_its_rate_or_its_duration() -> None:
+    assert Schedule.constant(10.0, count=25).done_sec() == pytest.approx(2.5)
+    assert Schedule.constant(10.0, duration=3.0).done_sec() == 3.0
+    assert Schedule.constant(3.0, duration=1.1).done_sec() == 1.1
+    assert Schedule.constant(10.0).done_sec() is None
+    tail = Schedule.from_profile(10.0, 10.0, stop_after_sec=4.0)
+    assert (tail.total, tail.done_sec()) == (40, 10.0)
