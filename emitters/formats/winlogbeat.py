@@ -4,10 +4,12 @@
 (the record shape of :mod:`emitters.formats.winevent_content`); :func:`read_winlogbeat`
 turns such a document back into that record. ``winlog`` carries the event itself:
 ``event_id`` as text, ``task``/``opcode``/``keywords`` as their display names (``Logon``,
-``Info``, ``["Audit Success"]``). The ECS fields the Sysmon and Security modules derive
-from the event data (``process.*``, ``source.*``, ``destination.*``, ``user.*``,
-``network.transport``) are written for the five sampled kinds and not read back: the
-event data they come from is. ``run_id``, ``stream`` and ``seq`` are top-level keys.
+``Info``, ``["Audit Success"]``; Sysmon's single keyword bit has no name, so no
+``keywords``). ``agent`` names Winlogbeat 8.12.2 and ``ecs.version`` is 8.0.0. The ECS
+fields the Sysmon and Security modules derive from the event data (``process.*``,
+``source.*``, ``destination.*``, ``user.*``, ``network.transport``) are written for the
+five sampled kinds and not read back: the event data they come from is. ``run_id``,
+``stream`` and ``seq`` are top-level keys.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 from emitters.formats.base import FormatError, value_text
 from emitters.formats.winevent_content import (
+    KEYWORDS_CLASSIC,
     KEYWORDS_FAILURE,
     KEYWORDS_SUCCESS,
     RECORD_KEYS,
@@ -27,6 +30,7 @@ from emitters.formats.winevent_content import (
     summary,
 )
 
+AGENT_VERSION = "8.12.2"
 _LEVEL_WORDS = ("information", "critical", "error", "warning", "information", "verbose")
 _TS_7 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\d*Z")
 
@@ -149,6 +153,8 @@ def winlogbeat_document(rec: Mapping[str, Any]) -> dict[str, Any]:
     doc["message"] = value_text(msg) if msg is not None else summary(event_id, provider, data)
     if get("host") is not None:
         doc["host"] = {"name": rec["host"]}
+    doc["agent"] = {"type": "winlogbeat", "version": AGENT_VERSION}
+    doc["ecs"] = {"version": "8.0.0"}
     doc["winlog"] = _winlog(rec, data)
     doc.update(_ecs(provider, event_id, data))
     for key in ("run_id", "stream", "seq"):
@@ -196,11 +202,10 @@ def _winlog(rec: Mapping[str, Any], data: dict[str, Any]) -> dict[str, Any]:
     key = (provider, task if provider == SECURITY else get("event_id"))
     _put_value(winlog, "task", _TASKS.get(key, task) if _hashable(*key) else task)
     _put_value(winlog, "opcode", "Info" if opcode == 0 else opcode)
-    _put_value(
-        winlog,
-        "keywords",
-        _KEYWORD_NAMES.get(keywords, keywords) if isinstance(keywords, str) else keywords,
-    )
+    # Winlogbeat writes the keyword names Windows renders; Sysmon's one bit has none.
+    if keywords != KEYWORDS_CLASSIC:
+        names = _KEYWORD_NAMES.get(keywords) if isinstance(keywords, str) else None
+        _put_value(winlog, "keywords", keywords if names is None else names)
     _put_value(winlog, "activity_id", get("activity_id"))
     winlog["event_data"] = data
     return winlog

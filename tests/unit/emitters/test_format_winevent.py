@@ -402,6 +402,9 @@ def _check_json_event(rec: dict[str, Any], line: str) -> None:
     assert list(winlog["event_data"].items()) == list(rec["event_data"].items())
     data = rec["event_data"]
     kind = (rec["provider"], rec["event_id"])
+    assert doc["agent"]["type"] == "winlogbeat" and winlog["api"] == "wineventlog"
+    outcome = {"success": ["Audit Success"], "failure": ["Audit Failure"]}
+    assert winlog.get("keywords") == outcome.get(rec.get("outcome", ""))
     if rec["provider"] == SYSMON:
         assert winlog["user"] == {"identifier": "S-1-5-18"}
         assert doc["process"]["executable"] == data["Image"]
