@@ -250,7 +250,15 @@ class WinEventJsonFormat:
 
     def looks_like(self, line: str) -> bool:
         text = line.lstrip()
-        return text[:1] == "{" and ('"winlog":{' in text or '"winlog": {' in text)
+        if text[:1] != "{" or '"winlog"' not in text:
+            return False
+        # A "winlog" key may sit deeper in an ordinary JSON line: only a line that
+        # parses as an event is claimed, or detection would turn a json line into text.
+        try:
+            self.parse(text)
+        except FormatError:
+            return False
+        return True
 
     def sample(self, rng: random.Random, opts: ContentOptions, now: float) -> dict[str, Any]:
         return sample_event(rng, opts, now)

@@ -291,6 +291,8 @@ def test_looks_like_claims_only_its_own_lines() -> None:
     others = [
         '{"ts":"2024-03-12T14:05:09.482Z","level":"info","msg":"winlog: rotated"}',
         '{"msg": "has a \\"winlog\\": {} inside"}',
+        '{"msg": "nested", "meta": {"winlog": {"event_id": "1"}}}',
+        '{"winlog": {"channel": "Security"}}',
         "<34>Mar  2 04:05:06 web01 sshd[4412]: Failed password for root",
         "ts=2024-03-12T14:05:09.482Z level=error msg=x",
         "<Events><Event/></Events>",
