@@ -113,6 +113,7 @@ auth-smoke: install
 
 bench: install system-deps
 	$(PY) -m tests.bench.ingest_bench
+	$(PY) -m tests.bench.emit_bench
 	$(PY) -m tests.bench.syslog_bench
 
 # Ten minutes of constant load on one gateway, RSS sampled every 5 s.
