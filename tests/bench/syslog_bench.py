@@ -81,7 +81,8 @@ def run_loggen(
     # --rate is per connection: far above what either receiver takes.
     cmd = [LOGGEN, "--inet", "--stream", "--rate", "1000000"]
     cmd += [] if bsd else ["--syslog-proto"]
-    cmd += [f"--active-connections={connections}", "--number", str(messages)]
+    # --interval too: loggen stops after 10 s by default, whatever --number says.
+    cmd += [f"--active-connections={connections}", "--number", str(messages), "--interval", "3600"]
     cmd += ["--size", str(size), "127.0.0.1", str(port)]
     with log.open("wb") as out:
         return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
@@ -169,7 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--connections", type=int, default=4)
     p.add_argument("--size", type=int, default=256, help="bytes per message")
     p.add_argument("--durability", choices=("batch", "interval", "none"), default="batch")
-    p.add_argument("--bsd", action="store_true", help="loggen's BSD-style lines, LF framed")
+    p.add_argument(
+        "--bsd", action="store_true", help="loggen's BSD-style lines, LF framed (no syslog-ng)"
+    )
     p.add_argument("--no-syslog-ng", action="store_true")
     p.add_argument("--json", type=Path, help="also write the results to this file")
     args = p.parse_args(argv)
@@ -192,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print_side(ours)
         results["logops"] = asdict(ours)
-        if not args.no_syslog_ng:
+        if not args.no_syslog_ng and not args.bsd:
             peer = run_syslog_ng(args, Path(tmp))
             print_side(peer)
             results["syslog_ng"] = asdict(peer)

@@ -1,7 +1,8 @@
 """Groups received syslog messages into batches and stores them through the Ingest core.
 
-Two threads in a pipeline: one takes up to ``batch_records`` messages from the
-:class:`Handoff` (or what arrived within ``batch_delay_ms`` of the first) and turns them
+Two threads in a pipeline: one takes ``batch_records`` messages from the :class:`Handoff`
+(or what arrived within ``batch_delay_ms`` of the first; when more are waiting, all of
+them up to the gateway's ``max_records``, so a backlog costs fewer fsyncs) and turns them
 into records (:mod:`records`); the other stores each batch with :meth:`IngestCore.push`,
 like any push: the same normalisation, PII masking, sink and metrics (``front="syslog"``).
 So the next batch is parsed while the last one waits for its fsync, and batches are
@@ -65,7 +66,8 @@ class Batcher:
     ) -> None:
         self._core = core
         self._handoff = handoff
-        self._size = min(cfg.batch_records, core.limits.max_records)
+        self._most = core.limits.max_records
+        self._size = min(cfg.batch_records, self._most)
         self._delay = cfg.batch_delay_ms / 1000
         self._requests = requests
         self._drops = drops
@@ -104,7 +106,7 @@ class Batcher:
     def _build(self) -> None:
         try:
             while True:
-                items = self._handoff.take(self._size, self._delay)
+                items = self._handoff.take(self._size, self._delay, self._most)
                 if items:
                     self._ready.put(self._batch(items))
                 elif self._handoff.closed and not self._handoff.pending:

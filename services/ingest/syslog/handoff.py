@@ -59,10 +59,10 @@ class Handoff:
             self._closed = True
             self._cond.notify_all()
 
-    def take(self, size: int, delay: float, poll: float = 0.5) -> list[Item]:
-        """Up to ``size`` messages: as soon as that many are in, or ``delay`` seconds
-        after the first one was found; an empty list after ``poll`` seconds with none, or
-        once closed and empty."""
+    def take(self, size: int, delay: float, most: int = 0, poll: float = 0.5) -> list[Item]:
+        """Messages as soon as ``size`` are in, or ``delay`` seconds after the first one
+        was found: all that are waiting, up to ``most`` (default ``size``); an empty list
+        after ``poll`` seconds with none, or once closed and empty."""
         with self._cond:
             if not self._cond.wait_for(lambda: self._count or self._closed, poll):
                 return []
@@ -72,7 +72,7 @@ class Handoff:
                     lambda: self._count >= size or self._closed,
                     max(0.0, deadline - time.monotonic()),
                 )
-            taken = self._pop(size)
+            taken = self._pop(max(size, most))
             self._cond.notify_all()  # the reader may wait for room
             return taken
 

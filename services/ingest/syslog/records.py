@@ -1,13 +1,13 @@
 """Turns received syslog messages into the records the Ingest core stores.
 
-The messages of one read come from one sender, so the format is detected once, from the
-first of them (RFC 5424, RFC 3164 or the lenient ``syslog`` format, through the format
-registry), and every message is parsed with it here, in one tight loop: the core then
-gets plain records, which its C path writes without calling back into Python for the
-line. A message that format does not parse goes to the core as a raw line instead, where
-detection runs again and a message that fits no format is kept whole as ``msg`` (format
-``text``): nothing is lost for its shape. The peer's address is the ``host`` of a record
-whose line names none.
+Each message's format is detected (RFC 5424, RFC 3164 or the lenient ``syslog`` format,
+through the format registry, exactly as the core detects a raw line) and the message is
+parsed here, in one tight loop: the core then gets plain records, which its C path writes
+without calling back into Python for the line. A message that fits no format, or that its
+format does not parse, goes to the core as a raw line instead, where it is kept whole as
+``msg`` (format ``text``): nothing is lost for its shape. The peer's address is the
+``host`` of a record whose line names none. What is stored is byte for byte what the core
+stores for the same line pushed raw with that ``host`` (tested).
 
 Timestamps and levels are put in canonical form here with the core's own functions
 (``normalise_ts``, ``canonical_level``), remembered for the batch: a sender writes the same
@@ -22,7 +22,7 @@ import logging
 import time
 from typing import Any
 
-from emitters.formats import FORMATS, FormatError, LogFormat, detect_format
+from emitters.formats import FORMATS, FormatError, detect_format
 from services.common.model import Record
 from services.ingest.levels import canonical_level
 from services.ingest.syslog.handoff import Item
@@ -33,19 +33,13 @@ _UNSEEN: Any = object()
 
 
 class RecordBuilder:
-    """Stateless: safe to share between batcher threads."""
+    """Stateless: safe to share between threads."""
 
     def records(self, items: list[Item]) -> list[Record | None]:
         out: list[Record | None] = []
         canon = _Canonical(int(time.time() * 1000))
         for host, _, frames in items:
-            lines = [f.decode("utf-8", "replace") for f in frames]
-            name = detect_format(lines[0])
-            fmt = FORMATS.get(name) if name is not None else None
-            if fmt is None:
-                out += [{"raw": line, "host": host} for line in lines]
-            else:
-                out += _parsed(fmt, name or "", lines, host, canon)
+            out += _parsed([f.decode("utf-8", "replace") for f in frames], host, canon)
         return out
 
 
@@ -76,16 +70,18 @@ class _Canonical:
                 rec["level"] = found
 
 
-def _parsed(
-    fmt: LogFormat, name: str, lines: list[str], host: str, canon: _Canonical
-) -> list[Record | None]:
-    parse = fmt.parse
-    apply = canon.apply
+def _parsed(lines: list[str], host: str, canon: _Canonical) -> list[Record | None]:
+    apply, formats, detect = canon.apply, FORMATS, detect_format
     out: list[Record | None] = []
     append = out.append
-    for line in lines:
+    for text in lines:
+        line = text.rstrip("\r\n")
+        name = detect(line)
+        if name is None:
+            append({"raw": line, "host": host})
+            continue
         try:
-            rec = parse(line)
+            rec = formats[name].parse(line)
         except FormatError:
             append({"raw": line, "host": host})
             continue
@@ -93,7 +89,7 @@ def _parsed(
             log.exception("syslog parser failed", extra={"event": "parser_error"})
             append({"msg": line, "host": host, "format": "text"})
             continue
-        if "raw" in rec or "format" in rec:
+        if "raw" in rec or "format" in rec:  # the core renames these: let it
             append({"raw": line, "host": host})
             continue
         if "host" not in rec:
