@@ -111,14 +111,15 @@ class ApacheErrorFormat:
 
     def render(self, rec: dict[str, Any]) -> str:
         get = rec.get
-        module = _UNSAFE_TOKEN.sub("_", value_text(get("module"))) or "core"
+        module = _UNSAFE_TOKEN.sub("_", webescape.apache_error(value_text(get("module"))))
+        module = module or "core"
         head = f"[{apache_ctime(get('ts'))}] [{module}:{_level_word(get('level'))}] "
         pid, tid = _digits(get("pid")), _digits(get("tid"))
         if pid:
             head += f"[pid {pid}:tid {tid}] " if tid else f"[pid {pid}] "
         source, line = value_text(get("source_file")), _digits(get("source_line"))
         if source and line:
-            head += f"{_UNSAFE_TOKEN.sub('_', source)}({line}): "
+            head += f"{_UNSAFE_TOKEN.sub('_', webescape.apache_error(source))}({line}): "
         return head + _os_error(rec) + _peer(rec) + _body(rec)
 
     def parse(self, line: str) -> dict[str, Any]:

@@ -6,6 +6,9 @@ WARN a 4xx, the rest 2xx/3xx), the kind of request likely to end that way (scann
 admin pages in the 4xx, health checks and assets in the 2xx), then its path, answer,
 body size and client. Addresses are from the documentation ranges (RFC 5737, RFC 3849)
 and 10.0.0.0/8, names from example domains; user agents are real strings.
+
+Web server lines always carry their time and their level (an access line's level comes
+from its status), so ``ContentOptions``' missing-field ratios do not apply to them.
 """
 
 from __future__ import annotations

@@ -68,8 +68,11 @@ def nginx_time(value: object) -> str:
 
 
 def _epoch(value: object) -> float:
-    if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < 2**37:
-        return float(value)
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < 1e20:
+        # The unit follows from the magnitude, as Ingest reads epoch numbers.
+        for unit in (1, 1_000, 1_000_000, 1_000_000_000):
+            if value < 1e11 * unit:
+                return value / unit
     if type(value) is str:
         moment = _iso(value)
         if moment is not None:

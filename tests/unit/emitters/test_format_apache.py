@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import re
+import time
 from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
@@ -16,6 +17,7 @@ from hypothesis import strategies as st
 from emitters.content import ContentOptions, app_record
 from emitters.formats.apache import ApacheCombinedFormat, ApacheCommonFormat, ApacheErrorFormat
 from emitters.formats.base import FormatError
+from services.ingest.timeparse import parse_ts
 from tests.unit.emitters.web_checks import (
     NASTY,
     NOW,
@@ -162,6 +164,32 @@ def test_render_takes_any_record() -> None:
     assert COMBINED.parse(line)["msg"] == rec["msg"]
     epoch = COMMON.render({"ts": 0, "msg": "GET / HTTP/1.1", "status": 200, "bytes": 5})
     assert epoch == '- - - [01/Jan/1970:00:00:00 +0000] "GET / HTTP/1.1" 200 5'
+
+
+@pytest.mark.parametrize(
+    ("ts", "written"),
+    [
+        ("12/Mar/2024:16:05:09 +0200", "12/Mar/2024:16:05:09 +0200"),
+        ("2024-03-12T14:05:09.482Z", "12/Mar/2024:14:05:09 +0000"),
+        ("2024-03-12T07:35:09-06:30", "12/Mar/2024:07:35:09 -0630"),
+        ("2024-03-12 14:05:09", "12/Mar/2024:14:05:09 +0000"),
+        (0, "01/Jan/1970:00:00:00 +0000"),
+        (1_710_252_309.482, "12/Mar/2024:14:05:09 +0000"),
+        (1_710_252_309_482, "12/Mar/2024:14:05:09 +0000"),
+        (1_710_252_309_482_113_000, "12/Mar/2024:14:05:09 +0000"),
+    ],
+)
+def test_render_writes_any_time_the_clf_way(ts: object, written: str) -> None:
+    line = COMMON.render({"ts": ts, "msg": "GET / HTTP/1.1", "status": 200, "bytes": 1})
+    assert line == f'- - - [{written}] "GET / HTTP/1.1" 200 1'
+
+
+def test_a_line_without_a_usable_time_gets_the_time_of_writing() -> None:
+    before = time.time()
+    for ts in (None, "yesterday", True, -5):
+        written = COMMON.parse(COMMON.render({"ts": ts, "msg": "GET / HTTP/1.1"}))["ts"]
+        ms = parse_ts(written)
+        assert ms is not None and before - 1 <= ms / 1000 <= time.time() + 1
 
 
 # --- access logs: properties and an independent parser -------------------------------
