@@ -211,10 +211,14 @@ def cmd_emit(args: argparse.Namespace) -> int:
     try:
         with _stop_on_signals(stop):
             result = loop.run(stop, progress)
+    except KeyboardInterrupt:
+        # A second Ctrl-C: the batch in flight is abandoned; the account says so.
+        result = loop.result
+        result.stop_reason = "aborted"
     finally:
         loop.transport.close()
     _account(result, args, spec)
-    return 0 if result.ok else 1
+    return 0 if result.ok and result.stop_reason != "aborted" else 1
 
 
 def build(args: argparse.Namespace) -> tuple[EmitLoop, TransportSpec]:

@@ -238,6 +238,7 @@ class SlowReceiver(ThreadingHTTPServer):
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), _SlowHandler)
         self.seqs: list[int] = []
+        self.peers: set[int] = set()
         self.release = threading.Event()
         self.first = threading.Event()
         self.lock = threading.Lock()
@@ -255,6 +256,7 @@ class _SlowHandler(BaseHTTPRequestHandler):
             self.server.release.wait(10)
         with self.server.lock:
             self.server.seqs.extend(rec["seq"] for rec in doc["records"])
+            self.server.peers.add(self.client_address[1])
         reply = orjson.dumps({"batch_id": doc["batch_id"], "accepted": len(doc["records"])})
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -298,6 +300,9 @@ def test_a_slow_receiver_makes_events_late_and_the_schedule_does_not_slip(tmp_pa
     assert result.due == 400
     assert result.sent == result.accepted == 400
     assert sorted(server.seqs) == list(range(400))
+    # Every batch went over the one kept-alive connection.
+    assert result.batches >= 20
+    assert len(server.peers) == 1
     assert result.late >= 150
     assert result.lateness.max_sec > 0
 
