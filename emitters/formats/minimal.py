@@ -19,6 +19,7 @@ import orjson
 
 from emitters.content import SERVICES, ContentOptions, message, pick_level
 from emitters.formats.base import FormatError, value_text
+from emitters.formats.jsontext import json_line
 
 KEYS = ("msg", "run_id", "stream", "seq")
 _ALLOWED = frozenset(KEYS)
@@ -34,7 +35,7 @@ class MinimalFormat:
         for key in ("run_id", "stream", "seq"):
             if rec.get(key) is not None:
                 out[key] = rec[key]
-        return orjson.dumps(out, default=str).decode()
+        return json_line(out)
 
     def parse(self, line: str) -> dict[str, Any]:
         try:

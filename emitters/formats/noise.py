@@ -52,6 +52,7 @@ from emitters.content import (
     rfc3339_ms,
 )
 from emitters.formats.base import FormatError
+from emitters.formats.jsontext import json_line
 
 LINE_KEY = "noise_line"
 TS_KEYS = ("ts", "timestamp", "time", "@timestamp")
@@ -91,7 +92,7 @@ class NoiseFormat:
         line = rec.get(LINE_KEY)
         if isinstance(line, str):
             return line.replace("\n", " ").replace("\r", " ")
-        return orjson.dumps(rec, default=str, option=_OPTS).decode()
+        return json_line(rec, _OPTS)
 
     def parse(self, line: str) -> dict[str, Any]:
         text = line.strip(" \t\ufeff")

@@ -44,6 +44,7 @@ import orjson
 
 from emitters.content import ContentOptions
 from emitters.formats.base import FormatError, value_text
+from emitters.formats.jsontext import json_line
 from emitters.formats.winevent_content import (
     KEYWORDS_FAILURE,
     KEYWORDS_SUCCESS,
@@ -239,7 +240,7 @@ class WinEventJsonFormat:
     name = "winevent_json"
 
     def render(self, rec: dict[str, Any]) -> str:
-        return orjson.dumps(winlogbeat_document(rec), default=str).decode()
+        return json_line(winlogbeat_document(rec))
 
     def parse(self, line: str) -> dict[str, Any]:
         try:

@@ -126,3 +126,8 @@ def test_ingest_fills_and_counts_what_minimal_lacks(monkeypatch: pytest.MonkeyPa
         )
         assert out["msg"] == json.loads(line)["msg"]
         assert (out["ts_missing"], out["level_missing"]) == (True, True)
+
+
+def test_render_writes_what_orjson_refuses() -> None:
+    line = MINIMAL.render({"msg": "a\ud800b", "seq": 2**70})
+    assert json.loads(line) == {"msg": "a\ufffdb", "seq": str(2**70)}

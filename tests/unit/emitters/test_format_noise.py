@@ -191,3 +191,9 @@ JSON_VALUES = st.recursive(
 def test_round_trip(rec: dict[str, Any]) -> None:
     line = NOISE.render(rec)
     assert NOISE.parse(line) == rec == orjson.loads(line)
+
+
+def test_render_writes_what_orjson_refuses() -> None:
+    odd: dict[Any, Any] = {"msg": "\udfff", 2: 2**65, "deep": [[[]]]}
+    line = NOISE.render(odd)
+    assert NOISE.parse(line) == {"msg": "\ufffd", "2": str(2**65), "deep": [[[]]]}

@@ -596,3 +596,9 @@ def test_xml_replaces_what_xml_cannot_carry() -> None:
     back = XML.parse(line)
     assert back["host"] == "a\ufffdb\ufffdc\ufffd"
     assert back["event_data"] == {"k\ufffd": "<&>\r\n\t'\""}
+
+
+def test_json_writes_what_orjson_refuses() -> None:
+    rec = samples(1)[0] | {"host": "ws\ud83d", "record_id": 2**80}
+    back = JSON.parse(JSON.render(rec))
+    assert (back["host"], back["record_id"]) == ("ws\ufffd", str(2**80))
