@@ -3,7 +3,9 @@
 :func:`sample_event` draws one of five kinds: Sysmon event 1 (process create) and 3
 (network connection), and Security-Auditing 4624 (logon), 4625 (failed logon) and 4688
 (process creation). The share of 4625 is ``opts.error_ratio``; the rest is split 30/30/
-20/20 between Sysmon 1, Sysmon 3, 4624 and 4688. The ``<System>`` values are those
+20/20 between Sysmon 1, Sysmon 3, 4624 and 4688 (``level_mix`` and the missing-field
+ratios do not apply: Windows always writes ``Level`` and ``SystemTime``, and a failed
+logon is an audit failure at level 0, not an error level). The ``<System>`` values are those
 Windows writes for each kind (provider GUID, version, level, task, keywords, the
 logging process); the event data names come in the documented order, with values as
 Windows renders them (hex logon ids, ``%%1833`` message references, ``-`` for none).
