@@ -7,7 +7,8 @@ and its loss-accounting keys. The same seed gives the same lines.
 
 Which fields hold the time is learnt from the format itself: the same generator state is
 sampled at two times far apart and the fields that differ are the time's. Those fields
-are then taken, per millisecond, from a record sampled at that time, so every format
+are then taken from a record sampled at that time, once per millisecond (once per
+second for formats whose time has whole seconds), so every format
 keeps its own time syntax (RFC 3339, Apache, RFC 3164 ...) without this module knowing
 any of them. A record the content options left without a time (``missing_ts_ratio``)
 stays without one.
@@ -72,8 +73,12 @@ class EventSource:
         self._pool = [fmt.sample(rng, opts, now) for _ in range(pool_size)]
         # A record always holding the time fields, for the stamps.
         self._stamp_opts = dataclasses.replace(opts, missing_ts_ratio=0.0)
-        self._stamp_ms = -1
+        self._stamp_key = -1
         self._stamp: dict[str, Any] = {}
+        # Formats whose time has whole seconds (Apache, RFC 3164) are stamped once a second.
+        self._tick_ms = (
+            1000 if self._stamp_of(now // 1 * 1000) == self._stamp_of(now // 1 * 1000 + 999) else 1
+        )
         values = {"run_id": accounting.run_id, "stream": accounting.stream}
         self._fixed = {k: values[k] for k in line_keys if k in values}
         self._seq_in_line = "seq" in line_keys
@@ -89,9 +94,10 @@ class EventSource:
         """The record of event ``i``, due at ``epoch`` (Unix seconds), before rendering."""
         rec = self._pool[i % len(self._pool)].copy()
         if self.time_keys:
-            ms = int(epoch * 1000.0)
-            if ms != self._stamp_ms:
-                self._restamp(ms)
+            tick = int(epoch * 1000.0) // self._tick_ms
+            if tick != self._stamp_key:
+                self._stamp = self._stamp_of(tick * self._tick_ms)
+                self._stamp_key = tick
             stamp = self._stamp
             for key in self.time_keys:
                 if key in rec:
@@ -106,10 +112,12 @@ class EventSource:
         """Event ``i`` rendered: one line, no line break."""
         return self.fmt.render(self.record(i, epoch))
 
-    def _restamp(self, ms: int) -> None:
+    def _stamp_of(self, ms: float) -> dict[str, Any]:
+        """The time fields of a record sampled at ``ms`` (Unix milliseconds)."""
+        if not self.time_keys:
+            return {}
         rec = self.fmt.sample(random.Random(_TEMPLATE_SEED), self._stamp_opts, ms / 1000.0)
-        self._stamp = {key: rec.get(key) for key in self.time_keys}
-        self._stamp_ms = ms
+        return {key: rec.get(key) for key in self.time_keys}
 
 
 def time_fields(

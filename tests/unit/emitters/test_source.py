@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+import time
+from typing import Any
 
 import pytest
 
@@ -78,3 +80,40 @@ def test_the_error_ratio_shows_in_the_pool() -> None:
     levels = [get_format("json").parse(src.line(i, T0)).get("level") for i in range(1000)]
     errors = sum(level in ("ERROR", "FATAL") for level in levels)
     assert 400 < errors < 600
+
+
+class SecondsFormat:
+    """A format whose time has whole seconds, as Apache's and RFC 3164's have."""
+
+    name = "seconds"
+
+    def __init__(self) -> None:
+        self.samples = 0
+
+    def render(self, rec: dict[str, Any]) -> str:
+        return f"[{rec.get('ts', '-')}] {rec['msg']}"
+
+    def parse(self, line: str) -> dict[str, Any]:
+        ts, _, msg = line[1:].partition("] ")
+        return {"ts": ts, "msg": msg}
+
+    def looks_like(self, line: str) -> bool:
+        return line.startswith("[")
+
+    def sample(self, rng: random.Random, opts: ContentOptions, now: float) -> dict[str, Any]:
+        self.samples += 1
+        return {
+            "ts": time.strftime("%d/%b/%Y:%H:%M:%S", time.gmtime(now)),
+            "msg": f"GET /{rng.randrange(1000)}",
+        }
+
+
+def test_a_time_in_whole_seconds_is_stamped_once_a_second() -> None:
+    fmt = SecondsFormat()
+    src = EventSource(fmt, ContentOptions(), ACC, seed=1, pool_size=10)
+    before = fmt.samples
+    lines = [src.line(i, T0 + i * 0.001) for i in range(3000)]  # 3 s at 1000/s
+    assert fmt.samples - before == 3
+    assert lines[999].startswith("[01/Jan/2026:00:00:00]")
+    assert lines[1000].startswith("[01/Jan/2026:00:00:01]")
+    assert lines[2999].startswith("[01/Jan/2026:00:00:02]")
