@@ -59,7 +59,10 @@ def test_stdout_gets_one_line_per_record_and_the_seed_fixes_the_content(tmp_path
     assert "emitted 20 logfmt records over stdout" in runs[0].stderr
 
 
-def test_sigint_mid_run_stops_cleanly_with_an_account_of_what_was_sent(tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_mid_run_stops_cleanly_with_an_account_of_what_was_sent(
+    tmp_path: Path, signum: int
+) -> None:
     out = tmp_path / "emit.ndjson"
     proc = subprocess.Popen(
         [
@@ -90,7 +93,7 @@ def test_sigint_mid_run_stops_cleanly_with_an_account_of_what_was_sent(tmp_path:
             assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
             assert time.monotonic() < deadline, "no lines written"
             time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         stdout, stderr = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
