@@ -15,7 +15,8 @@ acknowledgement: ``accepted`` means handed to the kernel, and loss shows downstr
   writes ``MSG LF``, and a line holding a line break is refused (``invalid_record``)
   rather than split in two.
 - UDP sends one message per datagram. A message longer than ``max_datagram`` bytes is
-  not sent and is refused (``too_large``), never truncated into a different record.
+  not sent and is refused (``too_large``), never truncated into a different record. When
+  sending fails part way through a batch, the result counts only what went out.
 """
 
 from __future__ import annotations
@@ -154,7 +155,12 @@ class SyslogUdpTransport:
                     )
                 )
                 continue
-            self._send_one(data)
+            try:
+                self._send_one(data)
+            except Unavailable:
+                if not sent:
+                    raise
+                break  # the rest of the batch is not sent: the result accounts for less
             sent += 1
         return PushResult(
             batch.batch_id, accepted=sent, rejected=len(rejections), rejections=rejections

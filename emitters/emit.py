@@ -325,7 +325,11 @@ class EmitLoop:
         res.duplicates += int(outcome.duplicate)
         for rej in outcome.rejections:
             res.rejections[rej.reason] += 1
-        res.failed += max(0, count - outcome.accepted - outcome.rejected)
+        unsent = count - outcome.accepted - outcome.rejected
+        if unsent > 0:
+            # The transport got part of the batch out before it failed.
+            res.failed += unsent
+            res.errors["partly_sent"] += 1
 
     def _records(self, first: int, end: int) -> list[Record | None]:
         """Events ``first`` .. ``end - 1`` as records for the wire. Their due times are
