@@ -30,6 +30,7 @@ from services.auth.inspect import (
     log_batch_names,
     push_request_facts,
     push_request_names,
+    push_request_of,
 )
 from services.auth.model import AuthOutcome, AuthRequest, Payload, RateInfo
 from services.auth.ratelimit import Decision, Rate, RateLimiter
@@ -269,14 +270,14 @@ class AuthCore:
     def _log_batch_payload(
         self, req: AuthRequest, key: ApiKey | None, meta: dict[str, str]
     ) -> Payload:
-        # Names can only be appended to the bytes undone of their compression.
+        # Names can only be appended to the bytes undone of their compression. The batch
+        # goes on inside a PushRequest, which both hops carry as it is (the HTTP hop takes
+        # the batch out again); Ingest reads no batch headers beside a LogBatch.
         body = decompress(req.body, req.content_encoding or None, self.limits.max_body_bytes)
         facts = log_batch_facts(body)
         batch_id = facts.batch_id or meta.get("batch_id") or _new_batch_id()
         names = log_batch_names("" if facts.batch_id else batch_id, _imposed(key, facts.emitter))
-        return Payload(
-            body + names, req.media_type, meta=meta, batch_id=batch_id, records=facts.records
-        )
+        return Payload.from_push_request(push_request_of(body + names), batch_id, facts.records)
 
     def _decoded_payload(
         self, req: AuthRequest, key: ApiKey | None, kind: str, meta: dict[str, str]
@@ -422,12 +423,11 @@ def _payload_of(item: SpooledBatch, limit: int) -> Payload:
     if meta.get("push_request") == "1":
         return Payload.from_push_request(item.body, item.batch_id, item.records)
     kind = media_kind(item.media_type)
-    decoded = None
-    if kind != "protobuf":
-        plain = decompress(item.body, item.content_encoding or None, limit)
-        decoded = _decoder(kind, plain, meta)
+    plain = decompress(item.body, item.content_encoding or None, limit)
+    if kind == "protobuf":  # a LogBatch spooled as it was before it went in a PushRequest
+        return Payload.from_push_request(push_request_of(plain), item.batch_id, item.records)
     return Payload(
         item.body, item.media_type, content_encoding=item.content_encoding, meta=dict(meta),
-        batch_id=item.batch_id, records=item.records, decoded=decoded,
+        batch_id=item.batch_id, records=item.records, decoded=_decoder(kind, plain, meta),
     )
 

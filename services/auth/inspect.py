@@ -92,6 +92,11 @@ def push_request_names(batch_id: str, emitter: str) -> bytes:
     return _field(PUSH_BATCH, names) if names else b""
 
 
+def push_request_of(log_batch: bytes) -> bytes:
+    """A PushRequest that carries this serialized LogBatch, its bytes untouched."""
+    return _field(PUSH_BATCH, log_batch)
+
+
 def _merge(a: WireFacts, b: WireFacts) -> WireFacts:
     return WireFacts(b.batch_id or a.batch_id, b.emitter or a.emitter, a.records + b.records)
 

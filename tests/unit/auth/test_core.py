@@ -3,6 +3,8 @@ forwarder that stands in for the Ingest Gateway, so each decision shows on its o
 
 from __future__ import annotations
 
+import gzip
+import logging
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
@@ -14,6 +16,7 @@ import pytest
 from logops.v1 import logs_pb2
 
 from services.auth.core import AuthCore
+from services.auth.hop import open_transport
 from services.auth.model import AuthRequest, Payload
 from services.auth.ratelimit import MemoryRateLimiter
 from services.auth.spool import Spool
@@ -38,11 +41,14 @@ class FakeIngest:
     def __init__(self) -> None:
         self.sent: list[Payload] = []
         self.fail: LogOpsError | None = None
+        self.refusals: list[LogOpsError] = []  # one each, before anything is taken
         self.delivered = threading.Event()
 
     def forward(self, payload: Payload, deadline: float) -> PushResult:
         if self.fail is not None:
             raise self.fail
+        if self.refusals:
+            raise self.refusals.pop(0)
         self.sent.append(payload)
         self.delivered.set()
         return PushResult(batch_id=payload.batch_id, accepted=payload.records)
@@ -227,3 +233,201 @@ def test_open_mode_takes_unsigned_pushes_and_keeps_their_emitter(parts: Any) -> 
     make(signed=False).handle(AuthRequest("http", "r", {}, "application/json", "", body))
     (sent,) = ingest.sent
     assert sent.body == body and "emitter" not in sent.meta
+
+
+# --- what goes on, at once or from the spool ---------------------------------------------
+
+
+def _signed(body: bytes, media_type: str, encoding: str = "", **headers: str) -> AuthRequest:
+    signed = sign_headers(KEY, body, media_type)
+    return AuthRequest("http", "rid", {**signed, **headers}, media_type, encoding, body)
+
+
+def _log_batch(batch_id: str = "", emitter: str = "", n: int = 2) -> bytes:
+    records = [logs_pb2.LogRecord(msg=f"m{i}") for i in range(n)]
+    batch = logs_pb2.LogBatch(batch_id=batch_id, emitter=emitter, records=records)
+    return bytes(batch.SerializeToString())
+
+
+def test_a_protobuf_batch_over_http_goes_on_inside_a_push_request_both_hops_carry(
+    parts: Any,
+) -> None:
+    ingest, _, make = parts
+    body = gzip.compress(_log_batch(emitter="spoofed", n=3))
+    outcome = make().handle(_signed(body, "application/x-protobuf", "gzip"))
+    (sent,) = ingest.sent
+    assert sent.push_request and sent.records == 3 and outcome.result.accepted == 3
+    batch = logs_pb2.PushRequest.FromString(sent.body).batch
+    assert (batch.emitter, batch.batch_id, len(batch.records)) == (KEY.emitter, sent.batch_id, 3)
+    assert sent.batch_id.startswith("auth-")
+    # The default hop is gRPC: it takes the request as it is; the HTTP hop sends the batch.
+    grpc_hop, http_hop = open_transport("grpc://127.0.0.1:9"), open_transport("http://127.0.0.1:9")
+    try:
+        assert grpc_hop.prepare(sent).body == sent.body
+        assert logs_pb2.LogBatch.FromString(http_hop.prepare(sent).body) == batch
+    finally:
+        grpc_hop.close()
+        http_hop.close()
+
+
+def test_a_protobuf_batch_keeps_its_own_id_or_takes_the_header_one(parts: Any) -> None:
+    ingest, _, make = parts
+    core = make()
+    core.handle(_signed(_log_batch(batch_id="own"), "application/x-protobuf"))
+    core.handle(
+        _signed(_log_batch(), "application/x-protobuf", **{"x-logops-batch-id": "from-header"})
+    )
+    ids = [logs_pb2.PushRequest.FromString(p.body).batch.batch_id for p in ingest.sent]
+    assert ids == [p.batch_id for p in ingest.sent] == ["own", "from-header"]
+
+
+CSV = b"ts,level,msg\n2026-01-01T00:00:00Z,info,\"a, quoted\"\n2026-01-01T00:00:01Z,warn,b\n"
+
+
+def _kinds() -> list[Any]:
+    """(request, records) of every kind of body, each naming its batch."""
+    json_doc = orjson.dumps({"batch_id": "j1", "emitter": "spoofed", "records": [{"msg": "a"}]})
+    grpc_batch = logs_pb2.LogBatch(batch_id="g1", emitter="x", records=[logs_pb2.LogRecord()])
+    return [
+        pytest.param(lambda: _grpc_request(grpc_batch), 1, id="grpc"),
+        pytest.param(
+            lambda: _signed(gzip.compress(_log_batch("p1")), "application/x-protobuf", "gzip"),
+            2,
+            id="protobuf-gzip",
+        ),
+        pytest.param(
+            lambda: _signed(gzip.compress(json_doc), "application/json", "gzip"), 1,
+            id="json-gzip",
+        ),
+        pytest.param(
+            lambda: _signed(
+                b'{"msg":"a"}\n\n{"msg":"b"}\n', "application/x-ndjson",
+                **{"x-logops-batch-id": "n1", "x-logops-scenario-id": "s1"},
+            ),
+            2,
+            id="ndjson-headers",
+        ),
+        pytest.param(lambda: _signed(CSV, "text/csv", **{"x-logops-batch-id": "c1"}), 2, id="csv"),
+    ]
+
+
+def _as_sent(payload: Payload) -> tuple[Any, ...]:
+    decoded = payload.decoded() if payload.decoded is not None else None
+    return (
+        payload.body, payload.media_type, payload.content_encoding, dict(payload.meta),
+        payload.batch_id, payload.records, payload.push_request, decoded,
+    )
+
+
+@pytest.mark.parametrize(("request_of", "records"), _kinds())
+def test_a_spooled_push_reaches_ingest_as_it_would_have_at_once(
+    parts: Any, request_of: Any, records: int
+) -> None:
+    ingest, _, make = parts
+    make().handle(request_of())
+    (at_once,) = ingest.sent
+    ingest.sent.clear()
+    ingest.delivered.clear()
+    ingest.fail = Unavailable("down", reason="downstream_unavailable")
+    spooling = make()
+    assert spooling.handle(request_of()).result.spooled
+    ingest.fail = None
+    assert ingest.delivered.wait(10)
+    (drained,) = ingest.sent
+    assert _as_sent(drained) == _as_sent(at_once)
+    assert at_once.records == records
+
+
+def test_the_spooled_event_names_the_batch_and_why(
+    parts: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    ingest, _, make = parts
+    ingest.fail = Unavailable("ingest is away", reason="downstream_unavailable")
+    with caplog.at_level(logging.WARNING, logger="services.auth.core"):
+        make().handle(_json_request({"batch_id": "b7", "records": [{}]}))
+    [event] = [r.__dict__ for r in caplog.records if r.__dict__.get("event") == "spooled"]
+    assert (event["batch_id"], event["cause"]) == ("b7", "ingest is away")
+
+
+def test_a_spooled_batch_ingest_refuses_is_dropped_loudly(
+    parts: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    ingest, counts, make = parts
+    ingest.fail = Unavailable("down", reason="downstream_unavailable")
+    with caplog.at_level(logging.ERROR, logger="services.auth.core"):
+        core = make()
+        core.handle(_json_request({"batch_id": "doomed", "records": [{}]}))
+        core.handle(_json_request({"batch_id": "fine", "records": [{}]}))
+        # Ingest is back, and refuses the first batch for good.
+        ingest.refusals = [BadRequest("no such field", reason="bad_request")]
+        ingest.fail = None
+        assert ingest.delivered.wait(10)
+        for _ in range(200):
+            if counts.depth == (0, 0):
+                break
+            threading.Event().wait(0.05)
+    assert [p.batch_id for p in ingest.sent] == ["fine"]
+    assert counts.depth == (0, 0)
+    [event] = [r.__dict__ for r in caplog.records if r.__dict__.get("event") == "spool_refused"]
+    assert (event["levelno"], event["batch_id"], event["reason"]) == (
+        logging.ERROR, "doomed", "bad_request"
+    )
+
+
+def test_a_body_that_inflates_past_the_size_limit_is_refused(parts: Any) -> None:
+    _, _, make = parts
+    core = make(**{"limits.max_body_bytes": 1024})
+    body = gzip.compress(orjson.dumps([{"msg": "x" * 4096}]))
+    assert len(body) < 1024
+    with pytest.raises(TooLarge):
+        core.handle(_signed(body, "application/json", "gzip"))
+
+
+def test_limit_refusals_say_what_to_do(parts: Any) -> None:
+    _, _, make = parts
+    core = make(**{"records_per_key.per_sec": 2.0, "records_per_key.burst": 3})
+    with pytest.raises(TooLarge) as big:
+        core.handle(_json_request([{}] * 4))
+    assert big.value.message == (
+        "a batch of 4 records is more than this key may send at once (3); split it"
+    )
+    core.handle(_json_request([{}] * 3))
+    with pytest.raises(RateLimited) as slow:
+        core.handle(_json_request([{}]))
+    assert slow.value.message == "rate limit reached; retry in 0.5 s"
+
+
+def test_only_auth_refusals_are_counted_as_rejected(parts: Any) -> None:
+    _, counts, make = parts
+    with pytest.raises(BadRequest) as info:
+        make().handle(_signed(b"{}", "image/png"))
+    assert info.value.reason == "unsupported_media_type"
+    assert counts.reasons == [] and counts.done == ["INVALID_ARGUMENT"]
+
+
+def test_ready_while_ingest_or_the_spool_can_take_a_push(tmp_path: Path) -> None:
+    state = ["closed"]
+    spool = Spool(tmp_path / "spool", 1 << 20, 1)
+    core = AuthCore(
+        _cfg(), None, MemoryRateLimiter(), FakeIngest(), spool, Counts(), lambda: state[0]
+    )
+    spool.open()
+    try:
+        assert core.readiness() is None
+        state[0] = "open"  # Ingest away: the spool takes pushes
+        assert core.readiness() is None
+        core.check_ready()
+        spool.put("b", "application/json", "", {}, b"[{}]", 1)  # now full
+        assert core.readiness() == "ingest unreachable and spool unusable: spool full"
+        with pytest.raises(Unavailable) as info:
+            core.check_ready()
+        assert (info.value.reason, info.value.retry_after) == (
+            "downstream_unavailable", core.limits.retry_after_sec
+        )
+        assert info.value.message == core.readiness()
+        state[0] = "half_open"
+        assert core.readiness() is None
+        core.fail("the HTTP front stopped")
+        assert core.readiness() == "the HTTP front stopped"
+    finally:
+        spool.close()
