@@ -564,3 +564,29 @@ def test_looks_like_is_specific() -> None:
     common = COMMON.render(samples(COMMON, 1)[0])
     combined = COMBINED.render(samples(COMBINED, 1)[0])
     assert not COMBINED.looks_like(common) and not COMMON.looks_like(combined)
+
+
+# --- hostile input ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fmt", "line"),
+    [
+        (COMBINED, "a b " + ' [12/Mar/2024:14:05:09 +0000] "' * 5_000),
+        (COMBINED, 'a b c [12/Mar/2024:14:05:09 +0000] "' + '\\"' * 50_000 + '" 200 5 "-"'),
+        (COMMON, "a b " + "x " * 50_000),
+    ],
+)
+def test_hostile_lines_are_refused_without_backtracking(fmt: Any, line: str) -> None:
+    """Ingest parses lines from anyone: the patterns are possessive or atomic, so these
+    lines are refused in linear time (a backtracking pattern would run into the timeout)."""
+    with pytest.raises(FormatError):
+        fmt.parse(line)
+    assert not fmt.looks_like(line)
+
+
+def test_hostile_error_lines_parse_without_backtracking() -> None:
+    head = "[Tue Mar 12 14:05:09.482113 2024] [core:error] "
+    for tail in ("(1)x: " * 20_000, "[pid " + "1" * 50_000, ", referer: " * 20_000):
+        rec = ERROR.parse(head + tail)
+        assert len(rec["msg"]) + len(rec.get("referer", "")) > len(tail) // 2

@@ -7,6 +7,7 @@ import re
 from collections import Counter
 from typing import Any
 
+import apache_log_parser  # type: ignore[import-untyped]
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -449,3 +450,31 @@ def test_looks_like_is_specific() -> None:
     assert [line for line in others + apache_lines if ERROR.looks_like(line)] == []
     for fmt in (ACCESS, ERROR):
         assert all(fmt.looks_like(fmt.render(rec)) for rec in samples(fmt, 200))
+
+
+def test_apache_log_parser_reads_nginx_lines_too() -> None:
+    """The combined layout, read by apache-log-parser (PyPI) from its LogFormat: nginx
+    writes the same fields, with %B's 0 for an empty body."""
+    parser = apache_log_parser.Parser('%h %l %u %t "%r" %>s %B "%{Referer}i" "%{User-Agent}i"')
+    for rec in samples(ACCESS, 3_000, seed=16, error_ratio=0.1):
+        line = ACCESS.render(rec)
+        assert parser.log_line_regex.fullmatch(line), line
+        got = parser.parse(line)
+        assert (got["remote_host"], got["remote_logname"]) == (rec["client_ip"], "-")
+        assert (got["request_first_line"], got["status"]) == (rec["msg"], str(rec["status"]))
+        assert got["response_bytes"] == str(rec["bytes"])
+        assert got["request_header_user_agent"] == rec.get("user_agent", "-")
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "2024/03/12 14:05:09 [error] 1#1: " + ', client: a, server: b, request: "' * 5_000,
+        "2024/03/12 14:05:09 [error] 1#1: " + ", client: " * 20_000,
+    ],
+)
+def test_hostile_lines_parse_without_backtracking(line: str) -> None:
+    """The context is looked for at a bounded number of places, each in linear time (a
+    backtracking search would run into the timeout); what is not context is message."""
+    rec = ERROR.parse(line)
+    assert rec["msg"] == line[len("2024/03/12 14:05:09 [error] 1#1: ") :]
