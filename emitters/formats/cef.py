@@ -21,7 +21,7 @@ Severity and level: rendering writes ``cef_severity`` when the record has a vali
 DEBUG 1, INFO 3, WARN 5, ERROR 8, FATAL 10. Parsing maps the severity band to a level
 word the Ingest Gateway knows: 0-3 and Low INFO, 4-6 and Medium WARN, 7-8 and High
 ERROR, 9-10 and Very-High FATAL (so TRACE and DEBUG read back as INFO: CEF has no such
-severities), and keeps the original as ``cef_severity``.
+severities; ``Unknown`` gives no level), and keeps the original as ``cef_severity``.
 
 The syslog header is written as real devices send CEF (``<PRI>`` from the level and
 ``syslog_facility``, the time in UTC, the short host name), unless the record says
@@ -40,7 +40,7 @@ import re
 from typing import Any
 
 from emitters.content import HOSTS, USERS, ContentOptions, ipv4, pick_level
-from emitters.formats.base import FormatError, value_text
+from emitters.formats.base import FormatError
 from emitters.formats.syslog_header import (
     CLOCK,
     DAY_3164,
@@ -51,13 +51,14 @@ from emitters.formats.syslog_header import (
     rfc3339_text,
     split_pri,
     text_3164,
+    text_of,
 )
 
 _SEVERITY_OF_LEVEL = {"TRACE": "0", "DEBUG": "1", "INFO": "3", "WARN": "5", "ERROR": "8"}
 _SEVERITY_OF_LEVEL["FATAL"] = "10"
 _WORD_LEVEL = {"Low": "INFO", "Medium": "WARN", "High": "ERROR", "Very-High": "FATAL"}
 _NUMBER_LEVEL = ("INFO",) * 4 + ("WARN",) * 3 + ("ERROR",) * 2 + ("FATAL",) * 2
-_SEVERITIES = frozenset((*(str(n) for n in range(11)), *_WORD_LEVEL))
+_SEVERITIES = frozenset((*(str(n) for n in range(11)), *_WORD_LEVEL, "Unknown"))
 _HEADER_KEYS = ("device_vendor", "device_product", "device_version", "signature_id")
 _DEFAULTS = {
     "device_vendor": "LogOps",
@@ -86,7 +87,8 @@ _KEY = r"[A-Za-z0-9_.\-\[\]]+"
 _EXT_VALUE = rf"(?:(?! {_KEY}=)(?:[^\\]|\\.))*"
 _PAIRS = re.compile(rf"({_KEY})=({_EXT_VALUE})", re.DOTALL)
 _EXT = re.compile(rf" *(?:{_KEY}={_EXT_VALUE}(?: (?={_KEY}=)|\Z))*", re.DOTALL)
-_HEADER_UNESCAPE = re.compile(r"\\([|\\])")
+# The spec escapes only "|" and "\\" in the header; rsyslog's tocef() also "=", "%", "#".
+_HEADER_UNESCAPE = re.compile(r"\\([|\\=%#])")
 _EXT_UNESCAPE = re.compile(r"\\([=\\nr])")
 _EXT_CHARS = {"=": "=", "\\": "\\", "n": "\n", "r": "\r"}
 _HEADER_SPECIAL = re.compile(r"[|\\\r\n]")
@@ -108,7 +110,7 @@ class CefFormat:
         line = f"{head}|{name}|{_severity(rec)}|{ext}"
         if ms is None or rec.get("syslog_header") is False:
             return line
-        host = host_3164(value_text(rec.get("host")))
+        host = host_3164(text_of(rec.get("host")))
         return f"{pri_text(rec)}{text_3164(ms // 1000)} {host} {line}"
 
     def parse(self, line: str) -> dict[str, Any]:
@@ -117,10 +119,13 @@ class CefFormat:
             raise FormatError(_why_not(line))
         fields = [_HEADER_UNESCAPE.sub(r"\1", f) if "\\" in f else f for f in match.groups()[4:10]]
         severity = fields[5]
+        if severity not in _SEVERITIES:
+            raise FormatError("CEF severity must be 0-10, Unknown, Low, Medium, High or Very-High")
+        rec: dict[str, Any] = {}
         level = _level(severity)
-        if level is None:
-            raise FormatError("CEF severity must be 0-10, Low, Medium, High or Very-High")
-        rec: dict[str, Any] = {"level": level, "cef_severity": severity}
+        if level is not None:
+            rec["level"] = level
+        rec["cef_severity"] = severity
         rec["cef_version"] = match.group("ver")
         rec.update(zip((*_HEADER_KEYS, "event_name"), fields[:5], strict=True))
         _read_syslog(match, rec)
@@ -144,9 +149,8 @@ def _why_not(line: str) -> str:
 
 
 def _level(severity: str) -> str | None:
-    if severity.isdigit() and len(severity) <= 2 and int(severity) <= 10:
-        return _NUMBER_LEVEL[int(severity)]
-    return _WORD_LEVEL.get(severity)
+    """The level of a valid severity; None for ``Unknown``."""
+    return _NUMBER_LEVEL[int(severity)] if severity.isdigit() else _WORD_LEVEL.get(severity)
 
 
 def _read_syslog(match: re.Match[str], rec: dict[str, Any]) -> None:
@@ -187,12 +191,12 @@ def _ext_char(match: re.Match[str]) -> str:
 
 
 def _version(value: object) -> str:
-    text = value_text(value)
+    text = text_of(value)
     return text if text.isdigit() and len(text) <= 2 else "0"
 
 
 def _header(value: object) -> str:
-    text = value_text(value)
+    text = text_of(value)
     if _HEADER_SPECIAL.search(text) is None:
         return text
     text = text.replace("\\", "\\\\").replace("|", "\\|")
@@ -200,10 +204,10 @@ def _header(value: object) -> str:
 
 
 def _severity(rec: dict[str, Any]) -> str:
-    given = value_text(rec.get("cef_severity"))
+    given = text_of(rec.get("cef_severity"))
     if given in _SEVERITIES:
         return given
-    level = value_text(rec.get("level")).upper()
+    level = text_of(rec.get("level")).upper()
     return _SEVERITY_OF_LEVEL.get("WARN" if level == "WARNING" else level, "3")
 
 
@@ -212,20 +216,20 @@ def _extension(rec: dict[str, Any], ms: int | None) -> str:
     if ms is not None:
         pairs.append(f"rt={ms}")
     for key in ("host", "pid", "service"):
-        text = value_text(rec.get(key))
+        text = text_of(rec.get(key))
         if text:
             pairs.append(f"{_TO_EXT[key]}={_ext_value(text)}")
     for key, value in rec.items():
         if key not in _OURS and value is not None:
-            pairs.append(f"{_ext_key(key)}={_ext_value(value_text(value))}")
-    msg = value_text(rec.get("msg"))
+            pairs.append(f"{_ext_key(key)}={_ext_value(text_of(value))}")
+    msg = text_of(rec.get("msg"))
     if msg:
         pairs.append(f"msg={_ext_value(msg)}")
     return " ".join(pairs)
 
 
 def _ext_key(key: object) -> str:
-    text = key if isinstance(key, str) else value_text(key)
+    text = key if isinstance(key, str) else text_of(key)
     if text.startswith("ext_") and text[4:] in _OURS:
         text = text[4:]
     return _BAD_KEY.sub("_", text) or "_"

@@ -34,7 +34,7 @@ from functools import lru_cache
 from typing import Any
 
 from emitters.content import HOSTS, USERS, ContentOptions, ipv4, pick_level, rfc3339_ms
-from emitters.formats.base import FormatError, value_text
+from emitters.formats.base import FormatError
 from emitters.formats.syslog_header import (
     TS_3164,
     epoch_ms,
@@ -43,6 +43,7 @@ from emitters.formats.syslog_header import (
     pri_text,
     split_pri,
     text_3164,
+    text_of,
 )
 
 MAX_PACKET = 1024
@@ -64,12 +65,12 @@ class Syslog3164Format:
     name = "syslog3164"
 
     def render(self, rec: dict[str, Any]) -> str:
-        head = f"{pri_text(rec)}{_ts_text(rec.get('ts'))} {host_3164(value_text(rec.get('host')))} "
-        tag = _tag(value_text(rec.get("service")))
+        head = f"{pri_text(rec)}{_ts_text(rec.get('ts'))} {host_3164(text_of(rec.get('host')))} "
+        tag = _tag(text_of(rec.get("service")))
         if tag:
-            pid = _pid(value_text(rec.get("pid")))
+            pid = _pid(text_of(rec.get("pid")))
             head = f"{head}{tag}[{pid}]: " if pid else f"{head}{tag}: "
-        msg = value_text(rec.get("msg"))
+        msg = text_of(rec.get("msg"))
         if not msg.isprintable():
             msg = _CONTROL.sub(_escape_one, msg)
         # The head is ASCII; a message of at most budget/4 characters always fits.

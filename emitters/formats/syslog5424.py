@@ -42,8 +42,15 @@ from functools import lru_cache
 from typing import Any
 
 from emitters.content import SERVICES, ContentOptions, app_record, hex_id, ipv4
-from emitters.formats.base import FormatError, value_text
-from emitters.formats.syslog_header import epoch_ms, now_ms, pri_text, rfc3339_text, split_pri
+from emitters.formats.base import FormatError
+from emitters.formats.syslog_header import (
+    epoch_ms,
+    now_ms,
+    pri_text,
+    rfc3339_text,
+    split_pri,
+    text_of,
+)
 
 LOGOPS_ID = "logops@32473"
 _ENTERPRISE = "@32473"
@@ -87,12 +94,12 @@ class Syslog5424Format:
     def render(self, rec: dict[str, Any]) -> str:
         head = (
             f"{pri_text(rec)}1 {_ts_text(rec.get('ts'))} "
-            f"{_field(value_text(rec.get('host')), 255)} "
-            f"{_field(value_text(rec.get('service')), 48)} "
-            f"{_field(value_text(rec.get('pid')), 128)} "
-            f"{_field(value_text(rec.get('msgid')), 32)} {_sd_text(rec)}"
+            f"{_field(text_of(rec.get('host')), 255)} "
+            f"{_field(text_of(rec.get('service')), 48)} "
+            f"{_field(text_of(rec.get('pid')), 128)} "
+            f"{_field(text_of(rec.get('msgid')), 32)} {_sd_text(rec)}"
         )
-        msg = value_text(rec.get("msg"))
+        msg = text_of(rec.get("msg"))
         if not msg:
             return head
         if msg.isascii():
@@ -248,7 +255,7 @@ def _sd_text(rec: dict[str, Any]) -> str:
         parts.append(_element("meta", [*head, *_params(extra.get("meta"), head)]))
     seen = {LOGOPS_ID, "meta"}
     for raw_id, params in extra.items():
-        sd_id = _sd_id(value_text(raw_id))
+        sd_id = _sd_id(text_of(raw_id))
         if sd_id not in seen:
             seen.add(sd_id)
             parts.append(_element(sd_id, list(_params(params, []))))
@@ -275,7 +282,7 @@ def _params(params: object, taken: list[tuple[str, Any]]) -> Iterable[tuple[str,
 
 
 def _element(sd_id: str, params: list[tuple[str, Any]]) -> str:
-    body = "".join([f' {_name(value_text(name))}="{_escape(value_text(v))}"' for name, v in params])
+    body = "".join([f' {_name(text_of(name))}="{_escape(text_of(v))}"' for name, v in params])
     return f"[{sd_id}{body}]"
 
 

@@ -21,6 +21,8 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
+from emitters.formats.base import value_text
+
 MAX_PRI = 191
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _MONTH_NUMBER = {name: number for number, name in enumerate(MONTHS, start=1)}
@@ -76,6 +78,18 @@ def pri_text(rec: dict[str, Any]) -> str:
     if chosen is None:
         chosen = DEFAULT_FACILITY if facility is None else facility
     return _PRI_TEXT[chosen * 8 + severity]
+
+
+def text_of(value: Any) -> str:
+    """Text for a header or field value: :func:`value_text`, integers of any size too."""
+    if type(value) is str:
+        return value
+    if type(value) is int:
+        return str(value)
+    try:
+        return value_text(value)
+    except TypeError:  # orjson refuses integers beyond 64 bits, also inside lists
+        return str(value)
 
 
 def host_3164(text: str) -> str:
