@@ -189,7 +189,16 @@ def _digits_only(data: bytes, start: int, end: int) -> bool:
 
 def datagram_message(data: bytes, max_frame: int) -> bytes | None:
     """One UDP datagram as one message (RFC 5426): without the trailing LF/NUL/CR some
-    senders add; None when it is empty or over ``max_frame`` bytes."""
+    senders add, and without an RFC 6587 length in front when it counts exactly the rest
+    (``loggen -P`` frames datagrams too); None when it is empty or over ``max_frame``."""
+    if data and 0x31 <= data[0] <= 0x39:
+        space = data.find(b" ", 1, MAX_HEADER_DIGITS + 1)
+        if (
+            space > 0
+            and _digits_only(data, 0, space)
+            and int(data[:space]) == len(data) - space - 1
+        ):
+            data = data[space + 1 :]
     msg = data.rstrip(b"\r\n\0")
     if not msg or len(msg) > max_frame:
         return None

@@ -1,13 +1,14 @@
 """Turns received syslog messages into the records the Ingest core stores.
 
-Each message's format is detected (RFC 5424, RFC 3164 or the lenient ``syslog`` format,
-through the format registry, exactly as the core detects a raw line) and the message is
-parsed here, in one tight loop: the core then gets plain records, which its C path writes
-without calling back into Python for the line. A message that fits no format, or that its
-format does not parse, goes to the core as a raw line instead, where it is kept whole as
-``msg`` (format ``text``): nothing is lost for its shape. The peer's address is the
-``host`` of a record whose line names none. What is stored is byte for byte what the core
-stores for the same line pushed raw with that ``host`` (tested).
+Each message's format is detected (RFC 5424, RFC 3164 or the lenient ``syslog`` format)
+through the format registry, exactly as the core detects a raw line (see
+:func:`syslog_detection` for the two syslog formats), and the message is parsed here, in
+one tight loop: the core then gets plain records, which its C path writes without calling
+back into Python for the line. A message that fits no format, or that its format does not
+parse, goes to the core as a raw line instead, where it is kept whole as ``msg`` (format
+``text``): nothing is lost for its shape. The peer's address is the ``host`` of a record
+whose line names none. What is stored is byte for byte what the core stores for the same
+line pushed raw with that ``host`` (tested).
 
 Timestamps and levels are put in canonical form here with the core's own functions
 (``normalise_ts``, ``canonical_level``), remembered for the batch: a sender writes the same
@@ -20,9 +21,12 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from emitters.formats import FORMATS, FormatError, detect_format
+from emitters.formats import FORMATS, FormatError, LogFormat, detect_format
+from emitters.formats.syslog3164 import Syslog3164Format
+from emitters.formats.syslog5424 import Syslog5424Format
 from services.common.model import Record
 from services.ingest.levels import canonical_level
 from services.ingest.syslog.handoff import Item
@@ -32,14 +36,39 @@ log = logging.getLogger(__name__)
 _UNSEEN: Any = object()
 
 
+Detect = Callable[[str], str | None]
+
+
+def syslog_detection() -> tuple[Detect, Mapping[str, LogFormat]]:
+    """The registry's detection and formats, with ``syslog5424`` and ``syslog3164`` tried
+    first while the registry does not have them yet (both need a ``<PRI>`` and nothing
+    else the registry knows starts with one, so they take no line from another format)."""
+    extra = {f.name: f for f in (Syslog5424Format(), Syslog3164Format()) if f.name not in FORMATS}
+    if not extra:
+        return detect_format, FORMATS
+    first = tuple(extra.values())
+
+    def detect(line: str) -> str | None:
+        for fmt in first:
+            if fmt.looks_like(line):
+                return fmt.name
+        return detect_format(line)
+
+    return detect, {**FORMATS, **extra}
+
+
 class RecordBuilder:
-    """Stateless: safe to share between threads."""
+    """Stateless once built: safe to share between threads."""
+
+    def __init__(self) -> None:
+        self._detect, self._formats = syslog_detection()
 
     def records(self, items: list[Item]) -> list[Record | None]:
         out: list[Record | None] = []
         canon = _Canonical(int(time.time() * 1000))
         for host, _, frames in items:
-            out += _parsed([f.decode("utf-8", "replace") for f in frames], host, canon)
+            lines = [f.decode("utf-8", "replace") for f in frames]
+            out += _parsed(lines, host, canon, self._detect, self._formats)
         return out
 
 
@@ -53,27 +82,25 @@ class _Canonical:
         self.stamps: dict[str, str | None] = {}
         self.levels: dict[str, str | None] = {}
 
-    def apply(self, rec: Record) -> None:
-        ts = rec.get("ts")
-        if type(ts) is str:
-            done = self.stamps.get(ts, _UNSEEN)
-            if done is _UNSEEN:
-                done = self.stamps[ts] = normalise_ts(ts, self.now_ms)
-            if done is not None:
-                rec["ts"] = done
-        level = rec.get("level")
-        if type(level) is str:
-            found = self.levels.get(level, _UNSEEN)
-            if found is _UNSEEN:
-                found = self.levels[level] = canonical_level(level)
-            if found is not None:
-                rec["level"] = found
+    def ts(self, ts: str) -> str | None:
+        done = self.stamps[ts] = normalise_ts(ts, self.now_ms)
+        return done
+
+    def level(self, level: str) -> str | None:
+        found = self.levels[level] = canonical_level(level)
+        return found
 
 
-def _parsed(lines: list[str], host: str, canon: _Canonical) -> list[Record | None]:
-    apply, formats, detect = canon.apply, FORMATS, detect_format
+def _parsed(
+    lines: list[str],
+    host: str,
+    canon: _Canonical,
+    detect: Detect,
+    formats: Mapping[str, LogFormat],
+) -> list[Record | None]:
     out: list[Record | None] = []
-    append = out.append
+    parsed: list[Record] = []
+    append, keep = out.append, parsed.append
     for text in lines:
         line = text.rstrip("\r\n")
         name = detect(line)
@@ -95,6 +122,27 @@ def _parsed(lines: list[str], host: str, canon: _Canonical) -> list[Record | Non
         if "host" not in rec:
             rec["host"] = host
         rec["format"] = name
-        apply(rec)
         append(rec)
+        keep(rec)
+    _canonicalise(parsed, canon)
     return out
+
+
+def _canonicalise(records: list[Record], canon: _Canonical) -> None:
+    # Inline, not a call per record: this loop is on the listener's hot path.
+    stamps, levels = canon.stamps, canon.levels
+    for rec in records:
+        ts = rec.get("ts")
+        if type(ts) is str:
+            done = stamps.get(ts, _UNSEEN)
+            if done is _UNSEEN:
+                done = canon.ts(ts)
+            if done is not None:
+                rec["ts"] = done
+        level = rec.get("level")
+        if type(level) is str:
+            found = levels.get(level, _UNSEEN)
+            if found is _UNSEEN:
+                found = canon.level(level)
+            if found is not None:
+                rec["level"] = found

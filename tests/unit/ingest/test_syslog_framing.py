@@ -165,3 +165,11 @@ def test_a_datagram_is_one_message() -> None:
     assert datagram_message(b"<13>a\nb", MAX) == b"<13>a\nb"
     assert datagram_message(b"\n\0", MAX) is None
     assert datagram_message(b"x" * (MAX + 1), MAX) is None
+    assert datagram_message(b"", MAX) is None
+
+
+def test_a_datagram_loses_an_octet_count_only_when_it_counts_the_rest() -> None:
+    assert datagram_message(b"8 <13>one\n", MAX) == b"<13>one"
+    assert datagram_message(b"7 <13>one", MAX) == b"<13>one"
+    assert datagram_message(b"9 <13>one", MAX) == b"9 <13>one"
+    assert datagram_message(b"3 apples", MAX) == b"3 apples"

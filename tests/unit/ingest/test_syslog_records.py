@@ -12,9 +12,10 @@ from hypothesis import strategies as st
 
 from services.common.config import PiiConfig
 from services.common.model import Batch, Record
+from services.ingest import normalize
 from services.ingest.native import make_normaliser
 from services.ingest.syslog.handoff import Handoff
-from services.ingest.syslog.records import RecordBuilder
+from services.ingest.syslog.records import RecordBuilder, syslog_detection
 
 PEER = "192.0.2.7"
 LINES = [
@@ -38,12 +39,19 @@ def stored(records: list[Record | None], native: bool, now_ms: int) -> list[byte
 
 
 def both_ways(lines: list[str]) -> tuple[list[bytes], list[bytes]]:
-    """Stored lines for ``lines`` through the listener's records, and pushed raw."""
+    """Stored lines for ``lines`` through the listener's records, and pushed raw to a
+    core that detects formats as the listener does (the registry's detection, once it has
+    the syslog formats)."""
     frames = [line.encode() for line in lines]
     built = RecordBuilder().records([(PEER, "tcp", frames)])
     raw: list[Record | None] = [{"raw": line, "host": PEER} for line in lines]
     now_ms = int(time.time() * 1000)
-    return stored(built, native=True, now_ms=now_ms), stored(raw, native=False, now_ms=now_ms)
+    detect, formats = syslog_detection()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(normalize, "detect_format", detect)
+        patch.setattr(normalize, "FORMATS", formats)
+        core_raw = stored(raw, native=False, now_ms=now_ms)
+    return stored(built, native=True, now_ms=now_ms), core_raw
 
 
 @pytest.mark.parametrize("line", LINES)
@@ -96,6 +104,21 @@ def test_the_peer_is_the_host_only_of_lines_without_one() -> None:
     frames = [LINES[0].encode(), LINES[1].encode()]
     built = RecordBuilder().records([(PEER, "tcp", frames)])
     assert [r and r["host"] for r in built] == ["web01", PEER]
+
+
+def test_syslog_lines_are_read_by_their_rfc_with_loss_accounting() -> None:
+    lines = [LINES[0], LINES[5], LINES[6], LINES[1]]
+    built = RecordBuilder().records([(PEER, "tcp", [line.encode() for line in lines])])
+    assert [r and r["format"] for r in built] == [
+        "syslog3164",
+        "syslog5424",
+        "syslog5424",
+        "syslog",
+    ]
+    rec = built[2]
+    assert rec is not None
+    assert (rec["run_id"], rec["seq"], rec["host"], rec["msg"]) == ("r1", 5, PEER, "hi")
+    assert rec["ts"] == "2024-03-12T12:05:09.000Z" and rec["level"] == "INFO"
 
 
 def test_bytes_that_are_not_utf8_are_kept_replaced() -> None:
