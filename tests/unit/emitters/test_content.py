@@ -69,7 +69,8 @@ def test_every_format_samples_what_it_renders() -> None:
 
     for fmt in FORMATS.values():
         rec = fmt.sample(random.Random(5), ContentOptions(), NOW)
-        assert fmt.sample(random.Random(5), ContentOptions(), NOW) == rec
+        assert fmt.sample(random.Random(5), ContentOptions(), NOW) == rec, fmt.name
         line = fmt.render(rec)
-        assert "\n" not in line
-        assert fmt.parse(line).get("msg") == rec["msg"], fmt.name
+        assert "\n" not in line, fmt.name
+        if fmt.name != "noise":  # broken lines on purpose
+            assert fmt.parse(line), fmt.name

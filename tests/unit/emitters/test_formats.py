@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import random
 from typing import Any
 
 import orjson
@@ -11,6 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from emitters.content import ContentOptions
 from emitters.formats import (
     FORMAT_NAMES,
     FormatError,
@@ -37,7 +39,11 @@ LEVEL_WORDS = st.sampled_from(["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL
 
 
 def test_registry() -> None:
-    assert FORMAT_NAMES == ("json", "csv", "syslog", "logfmt")
+    assert set(FORMAT_NAMES) == {
+        *("json", "csv", "minimal", "noise", "syslog", "syslog3164", "syslog5424"),
+        *("apache_common", "apache_combined", "apache_error", "nginx_access", "nginx_error"),
+        *("logfmt", "winevent_xml", "winevent_json", "cef"),
+    }
     for name in FORMAT_NAMES:
         assert get_format(name).name == name
     with pytest.raises(KeyError):
@@ -50,8 +56,26 @@ def test_registry() -> None:
         ('{"ts":"2024-03-12T14:05:09.482Z","msg":"hi"}', "json"),
         ('  {"msg": "indented"}', "json"),
         ("2024-03-12T14:05:09.482Z web01 checkout[4412]: ERROR payment declined", "syslog"),
-        ("<34>Mar  2 04:05:06 web01 sshd[4412]: Failed password for root", "syslog"),
+        ("<34>Mar  2 04:05:06 web01 sshd[4412]: Failed password for root", "syslog3164"),
+        # Without a <PRI> it is no RFC 3164 packet; the lenient seed shape takes it.
         ("Mar  2 04:05:06 web01 cron: job done", "syslog"),
+        ("<165>1 2024-03-12T14:05:09.482113Z app7 billing 8812 PAY01 - charge captured",
+         "syslog5424"),
+        ("<134>Mar 12 14:05:09 fw01 CEF:0|LogOps|emitter|1.0|auth-fail|Failed login|7|src=1.2.3.4",
+         "cef"),
+        ("CEF:0|LogOps|emitter|1.0|auth-fail|Failed login|7|src=192.0.2.44", "cef"),
+        ('198.51.100.7 - carol [12/Mar/2024:14:05:09 +0000] "GET /api/orders/42 HTTP/1.1" 200 5123',
+         "apache_common"),
+        ('198.51.100.7 - - [12/Mar/2024:14:05:09 +0000] "POST /cart HTTP/1.1" 302 219 '
+         '"https://shop.example/" "Mozilla/5.0 (X11; Linux x86_64)"', "apache_combined"),
+        ('203.0.113.9 - - [12/Mar/2024:14:05:10 +0000] "GET /healthz HTTP/1.1" 204 0 "-" '
+         '"kube-probe/1.29"', "nginx_access"),
+        ("[Tue Mar 12 14:05:09.482113 2024] [core:error] [pid 2231:tid 140201] "
+         "[client 198.51.100.7:53211] AH00128: File does not exist: /var/www/html/favicon.ico",
+         "apache_error"),
+        ("2024/03/12 14:05:09 [error] 2231#2231: *17 open() \"/srv/x\" failed (2: No such file or "
+         'directory), client: 198.51.100.7, server: shop, request: "GET /x HTTP/1.1"',
+         "nginx_error"),
         ('ts=2024-03-12T14:05:09.482Z level=error msg="upstream timeout"', "logfmt"),
         ("level=info msg=started", "logfmt"),
         ('2024-03-12T14:05:09Z,ERROR,"timeout, retrying"', "csv"),
@@ -358,3 +382,18 @@ def test_parsers_raise_only_format_errors(line: str) -> None:
             continue
         assert isinstance(parsed, dict)
         orjson.dumps(parsed)
+
+
+# What detection answers for each format's own lines, where that is not the format itself:
+# Nginx's access log is Apache's combined layout (read the same), minimal is a JSON
+# object, and noise is never guessed.
+DETECTED_AS = {"nginx_access": {"apache_combined", "nginx_access"}, "minimal": {"json"}}
+
+
+@pytest.mark.parametrize("name", [n for n in FORMAT_NAMES if n != "noise"])
+def test_each_formats_lines_are_detected_as_that_format(name: str) -> None:
+    fmt = get_format(name)
+    rng = random.Random(11)
+    for i in range(300):
+        line = fmt.render(fmt.sample(rng, ContentOptions(), 1_710_252_309.0 + i))
+        assert detect_format(line) in DETECTED_AS.get(name, {name}), line
