@@ -132,36 +132,48 @@ class FrameDecoder:
             elif line:
                 frames.append(line)
 
+    def _skipped(self, chunk: bytes) -> bytes:
+        """What is left of ``chunk`` after the rest of an oversized counted frame."""
+        if len(chunk) <= self._skip:
+            self._skip -= len(chunk)
+            return b""
+        chunk = chunk[self._skip :]
+        self._skip = 0
+        return chunk
+
     def _octets(self, chunk: bytes, out: Decoded) -> None:
         if self._skip:
-            if len(chunk) <= self._skip:
-                self._skip -= len(chunk)
-                return
-            chunk = chunk[self._skip :]
-            self._skip = 0
+            chunk = self._skipped(chunk)
         data = self._buf + chunk if self._buf else chunk
         pos, end, limit = 0, len(data), self.max_frame
-        frames = out.frames
+        frames, find = out.frames, data.find
         while pos < end:
-            start = self._header(data, pos, end, out)
-            if start < 0:
-                break  # the header continues in the next chunk, or is bad
-            size = int(data[pos : start - 1])
-            if start + size > end:
+            # The common case inline (this loop runs once per message); the rest, a header
+            # cut by the chunk's end or a bad one, in _header.
+            space = find(b" ", pos, pos + MAX_HEADER_DIGITS + 1)
+            head = data[pos:space]
+            if space < 0 or not head.isdigit() or head[0] == 0x30:
+                space = self._header(data, pos, end, out) - 1
+                if space < 0:
+                    break  # the header continues in the next chunk, or is bad
+                head = data[pos:space]
+            size = int(head)
+            start = space + 1
+            stop = start + size
+            if stop > end:
                 if size > limit:
                     out.oversized += 1
-                    self._skip = start + size - end
+                    self._skip = stop - end
                     pos = end
                 break  # the message continues in the next chunk
-            pos = start + size
+            pos = stop
             if size > limit:
                 out.oversized += 1
                 continue
-            frame = data[start:pos]
-            if frame[-1] == 0x0A:
-                frame = frame[:-2] if frame.endswith(b"\r\n") else frame[:-1]
-            if frame:
-                frames.append(frame)
+            if data[stop - 1] == 0x0A:  # the LF some senders put inside the frame
+                stop -= 2 if stop - start > 1 and data[stop - 2] == 0x0D else 1
+            if stop > start:
+                frames.append(data[start:stop])
         self._buf = b"" if self.failed else data[pos:]
 
     def _header(self, data: bytes, pos: int, end: int, out: Decoded) -> int:

@@ -81,6 +81,23 @@ def test_any_bytes_give_the_same_result_however_they_are_split(
     assert all(0 < len(f) <= max_frame for f in whole.frames)
 
 
+pieces = st.one_of(
+    st.binary(min_size=1, max_size=MAX * 2).map(lambda m: b"%d %s" % (len(m), m)),
+    st.sampled_from([b"\n", b"\r\n", b"\0", b" ", b"0 ", b"12", b"<13>", b"99999999999 "]),
+    st.binary(max_size=30),
+)
+
+
+@given(st.lists(pieces, max_size=12).map(b"".join), st.data(), st.integers(1, MAX))
+def test_streams_of_frames_and_junk_give_the_same_result_however_split(
+    stream: bytes, data: st.DataObject, max_frame: int
+) -> None:
+    whole = decode(stream, [], max_frame)
+    split = decode(stream, data.draw(splits(stream)), max_frame)
+    assert (split.frames, split.oversized) == (whole.frames, whole.oversized)
+    assert (split.error is None) == (whole.error is None)
+
+
 def test_the_first_byte_decides_the_framing() -> None:
     octets = FrameDecoder(MAX)
     assert octets.feed(b"5 hello3 abc").frames == [b"hello", b"abc"]
