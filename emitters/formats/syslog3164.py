@@ -36,6 +36,7 @@ from typing import Any
 from emitters.content import HOSTS, USERS, ContentOptions, ipv4, pick_level, rfc3339_ms
 from emitters.formats.base import FormatError
 from emitters.formats.syslog_header import (
+    MAX_PRI,
     TS_3164,
     epoch_ms,
     host_3164,
@@ -106,7 +107,11 @@ class Syslog3164Format:
     def looks_like(self, line: str) -> bool:
         head = _HEAD.match(line)
         # A CEF event behind a BSD header is the cef format's.
-        return head is not None and not line.startswith("CEF:", head.end())
+        return (
+            head is not None
+            and int(head.group("pri")) <= MAX_PRI
+            and not line.startswith("CEF:", head.end())
+        )
 
     def sample(self, rng: random.Random, opts: ContentOptions, now: float) -> dict[str, Any]:
         return _sample(rng, opts, now)
@@ -198,7 +203,7 @@ _EVENTS: dict[str, tuple[tuple[str, int, bool, str], ...]] = {
             "kernel",
             _KERN,
             False,
-            "[{uptime}] usb 1-1: new high-speed USB device number {tty} using xhci_hcd",
+            "[{uptime}] usb 1-1: new high-speed USB device number {usb} using xhci_hcd",
         ),
     ),
     "WARN": (
@@ -260,8 +265,9 @@ def _sample(rng: random.Random, opts: ContentOptions, now: float) -> dict[str, A
         user=rng.choice(USERS),
         uid=rng.randint(1000, 1999),
         tty=rng.randint(0, 9),
+        usb=rng.randint(2, 12),
         fp="".join(rng.choices(_BASE64, k=43)),
-        uptime=f"{rng.randint(1, 9_999_999) / 1000:12.6f}",
+        uptime=f"{rng.randint(1_000_000, 9_999_999_999) / 1_000_000:12.6f}",
         pid=pid + 1,
         kb=rng.randint(100_000, 9_000_000),
     )

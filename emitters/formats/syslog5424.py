@@ -44,6 +44,7 @@ from typing import Any
 from emitters.content import SERVICES, ContentOptions, app_record, hex_id, ipv4
 from emitters.formats.base import FormatError
 from emitters.formats.syslog_header import (
+    MAX_PRI,
     epoch_ms,
     now_ms,
     pri_text,
@@ -77,7 +78,7 @@ _LINE = re.compile(
 _ELEMENTS = re.compile(_ELEMENT, re.DOTALL)
 _PARAMS = re.compile(rf' ({_NAME})="({_VALUE})"', re.DOTALL)
 _UNESCAPE = re.compile(r'\\(["\\\]])')
-_LOOKS = re.compile(r"<[0-9]{1,3}>1 ")
+_LOOKS = re.compile(r"<([0-9]{1,3})>1 ")
 _TS_RE = re.compile(_TS)
 _NOT_PRINTUSASCII = re.compile(r"[^!-~]")
 _NOT_NAME = re.compile(r"[^!#-<>-\\^-~]")
@@ -122,7 +123,8 @@ class Syslog5424Format:
         return rec
 
     def looks_like(self, line: str) -> bool:
-        return _LOOKS.match(line) is not None
+        head = _LOOKS.match(line)
+        return head is not None and int(head.group(1)) <= MAX_PRI
 
     def sample(self, rng: random.Random, opts: ContentOptions, now: float) -> dict[str, Any]:
         return _sample(rng, opts, now)

@@ -15,6 +15,7 @@ are read as instants in UTC when they carry no offset, as the Ingest Gateway rea
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import time
 from datetime import UTC, datetime
@@ -58,7 +59,6 @@ TS_3164 = f"{DAY_3164} {CLOCK}"
 _LOOSE_3164 = re.compile(
     r"(?P<mon>[A-Z][a-z]{2}) +(?P<d>[0-9]{1,2}) (?P<H>[0-9]{2}):(?P<M>[0-9]{2}):(?P<S>[0-9]{2})"
 )
-_IPV4 = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}")
 _NOT_HOST = re.compile(r"[^!-Z\\^-~]")
 _MAX_HOST = 255
 _DIGITS = re.compile(r"[0-9]{1,19}")
@@ -103,7 +103,9 @@ def host_3164(text: str) -> str:
 
 @lru_cache(maxsize=1024)
 def _host_3164(text: str) -> str:
-    if ":" not in text and _IPV4.fullmatch(text) is None:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
         text = text.partition(".")[0]
     return _NOT_HOST.sub("_", text[:_MAX_HOST]).rstrip(":") or "-"
 
