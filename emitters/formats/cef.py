@@ -93,7 +93,7 @@ _EXT_UNESCAPE = re.compile(r"\\([=\\nr])")
 _EXT_CHARS = {"=": "=", "\\": "\\", "n": "\n", "r": "\r"}
 _HEADER_SPECIAL = re.compile(r"[|\\\r\n]")
 _EXT_SPECIAL = re.compile(r"[=\\\r\n\ud800-\udfff]")
-_BAD_KEY = re.compile(r"[^A-Za-z0-9_.\-]")
+_BAD_KEY = re.compile(r"[^A-Za-z0-9_.]")
 
 
 class CefFormat:
