@@ -6,9 +6,9 @@ split at unescaped ``|`` (only ``\\|`` and ``\\\\`` escapes), a severity of 0-10
 Unknown/Low/Medium/High/Very-High, then an extension split at each unescaped ``=``
 looking back for its key (only ``\\=``, ``\\\\``, ``\\n`` and ``\\r`` escapes; ``=``
 in a value must be escaped; no raw line breaks). PyPI's ``pycef`` (1.11, 2020) was
-tried and is not strict enough to judge exactness: it keeps escapes in the values it
-returns, refuses an empty header field the standard allows, and splits a header at
-``\\|``-free backslashes wrongly.
+tried and is not strict enough to judge exactness: it misreads a header holding an
+escaped pipe (the standard's own example) or an ``=``, refuses an empty header field,
+and keeps the escapes in the values it returns.
 """
 
 from __future__ import annotations
