@@ -7,9 +7,9 @@ signature each time, ``Retry-After``/``RetryInfo`` honoured. The line transports
 lines and have nothing to retry against (see their modules).
 
 :attr:`TransportSpec.line_keys` says which loss-accounting keys must travel inside the
-line itself: none for batches, whose records carry ``stream`` and ``seq`` beside ``raw``
-and whose envelope carries ``run_id``; ``stream`` and ``seq`` for an HTTP text body,
-whose ``run_id`` goes in a header; all three where nothing but the line travels.
+line itself: none for batches, whose records carry ``run_id``, ``stream`` and ``seq``
+beside ``raw`` (and whose envelope carries ``run_id`` too); all three where nothing but
+the line travels (an HTTP text body, syslog, a file, stdout).
 """
 
 from __future__ import annotations
@@ -71,8 +71,6 @@ class TransportSpec:
     def line_keys(self) -> tuple[str, ...]:
         if self.name == "grpc" or (self.name == "http" and self.http_body != "text"):
             return ()
-        if self.name == "http":
-            return ("stream", "seq")
         return ("run_id", "stream", "seq")
 
     @property

@@ -342,12 +342,13 @@ class EmitLoop:
         if not self.opts.batched:
             line = source.line
             return [{"raw": line(i, t0 + (i - first) * step)} for i in range(first, end)]
-        stream, seq0 = source.accounting.stream, source.accounting.first_seq
+        run_id, stream = source.accounting.run_id, source.accounting.stream
+        seq0 = source.accounting.first_seq
         if self.opts.structured:
             out: list[Record | None] = []
             for i in range(first, end):
                 rec = source.record(i, t0 + (i - first) * step)
-                rec["stream"], rec["seq"] = stream, seq0 + i
+                rec["run_id"], rec["stream"], rec["seq"] = run_id, stream, seq0 + i
                 out.append(rec)
             return out
         name, line = source.fmt.name, source.line
@@ -355,6 +356,7 @@ class EmitLoop:
             {
                 "raw": line(i, t0 + (i - first) * step),
                 "format": name,
+                "run_id": run_id,
                 "stream": stream,
                 "seq": seq0 + i,
             }

@@ -40,7 +40,7 @@ STEP = 1 / 50_000
 RATES = (1, 100, 1_000, 10_000, 50_000)
 
 
-def _per_sec(work: Callable[[int], None], n: int, repeat: int = 3) -> float:
+def _per_sec(work: Callable[[int], None], n: int, repeat: int = 5) -> float:
     """Best of ``repeat`` runs of ``work(n)``, in items per CPU second."""
     best = 0.0
     for _ in range(repeat):

@@ -108,16 +108,7 @@ def check_exactly_once(lines: list[dict[str, Any]], count: int, fmt: str) -> Non
         ("http", "csv", "syslog"),
         ("http", "text", "json"),
         ("http", "text", "logfmt"),
-        pytest.param(
-            "http",
-            "protobuf",
-            "csv",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="the Auth Gateway answers 500 to an HTTP protobuf (LogBatch) body when "
-                "its hop to Ingest is gRPC: hop.prepare gets a payload without its decoded batch",
-            ),
-        ),
+        ("http", "protobuf", "csv"),
     ],
 )
 def test_every_record_is_stored_once_with_its_run_stream_and_seq(

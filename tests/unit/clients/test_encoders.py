@@ -75,7 +75,7 @@ def test_every_body_kind_is_one_the_gateways_read(kind: str) -> None:
 def test_transport_specs_say_what_the_line_must_carry() -> None:
     assert TransportSpec("grpc").line_keys == ()
     assert TransportSpec("http", http_body="csv").line_keys == ()
-    assert TransportSpec("http", http_body="text").line_keys == ("stream", "seq")
+    assert TransportSpec("http", http_body="text").line_keys == ("run_id", "stream", "seq")
     assert TransportSpec("syslog+udp").line_keys == ("run_id", "stream", "seq")
     assert TransportSpec("grpc").address == "127.0.0.1:50052"
     assert TransportSpec("http").address == "http://127.0.0.1:8081"
