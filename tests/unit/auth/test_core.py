@@ -61,10 +61,12 @@ class Counts:
     def __init__(self) -> None:
         self.reasons: list[str] = []
         self.done: list[str] = []
+        self.calls: list[tuple[str, str, float, int]] = []
         self.depth = (0, 0)
 
     def request_done(self, front: str, code: str, seconds: float, records: int) -> None:
         self.done.append(code)
+        self.calls.append((front, code, seconds, records))
 
     def inflight(self, front: str, delta: int) -> None:
         pass
@@ -431,3 +433,69 @@ def test_ready_while_ingest_or_the_spool_can_take_a_push(tmp_path: Path) -> None
         assert core.readiness() == "the HTTP front stopped"
     finally:
         spool.close()
+
+
+def test_line_bodies_take_their_names_from_the_headers(parts: Any) -> None:
+    ingest, _, make = parts
+    core = make()
+    lines = b'{"msg": "two words"}\n  \n{"msg": "b"}\n'
+    core.handle(_signed(lines, "application/x-ndjson", **{"x-logops-batch-id": "n1"}))
+    core.handle(_signed(b"one line\n\nanother line\n", "text/plain"))
+    core.handle(_signed(CSV, "text/csv", **{"x-logops-batch-id": "c1"}))
+    ndjson, text, csv = ingest.sent
+    assert (ndjson.batch_id, ndjson.records, ndjson.body) == ("n1", 2, lines)
+    assert text.batch_id.startswith("auth-") and text.records == 2
+    assert (csv.batch_id, csv.records) == ("c1", 2)
+    assert {p.meta["emitter"] for p in ingest.sent} == {KEY.emitter}
+
+
+def test_a_json_batch_naming_nothing_goes_on_untouched_with_the_keys_names(parts: Any) -> None:
+    ingest, _, make = parts
+    body = orjson.dumps({"records": [{"msg": "a"}]})
+    make().handle(_signed(body, "application/json"))
+    (sent,) = ingest.sent
+    assert sent.body == body
+    assert sent.batch_id.startswith("auth-") and sent.meta["emitter"] == KEY.emitter
+
+
+def test_a_grpc_push_naming_the_keys_own_emitter_gets_only_a_batch_id(parts: Any) -> None:
+    ingest, _, make = parts
+    request = _grpc_request(logs_pb2.LogBatch(emitter=KEY.emitter))
+    make().handle(request)
+    (sent,) = ingest.sent
+    names = sent.body[len(request.body) :]
+    assert logs_pb2.PushRequest.FromString(names).batch == logs_pb2.LogBatch(
+        batch_id=sent.batch_id
+    )
+
+
+def test_open_mode_keeps_the_emitter_a_grpc_push_names(parts: Any) -> None:
+    ingest, _, make = parts
+    body = logs_pb2.PushRequest(batch=logs_pb2.LogBatch(batch_id="b", emitter="mine"))
+    raw = body.SerializeToString()
+    make(signed=False).handle(
+        AuthRequest("grpc", "r", {}, "application/x-protobuf", "", raw, push_request=True)
+    )
+    (sent,) = ingest.sent
+    assert sent.body == raw
+
+
+def test_each_key_has_its_own_rate_limit(parts: Any) -> None:
+    _, _, make = parts
+    core = make(**{"records_per_key.per_sec": 1.0, "records_per_key.burst": 2})
+    core.handle(_json_request([{}, {}]))
+    with pytest.raises(RateLimited):
+        core.handle(_json_request([{}]))
+    other = make_keyring().get("other-key")
+    assert other is not None
+    body = orjson.dumps([{}, {}])
+    signed = sign_headers(other, body, "application/json")
+    assert core.handle(AuthRequest("http", "r", signed, "application/json", "", body))
+
+
+def test_a_refusal_made_by_a_front_is_counted_like_the_cores_own(parts: Any) -> None:
+    _, counts, make = parts
+    refused = make().refusal_counter("grpc")
+    refused(TooLarge("message over the gRPC limit"))
+    assert counts.reasons == ["too_large"]
+    assert counts.calls == [("grpc", "RESOURCE_EXHAUSTED", 0.0, 0)]

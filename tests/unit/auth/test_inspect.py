@@ -97,3 +97,32 @@ def test_json_facts_read_names_and_count_without_the_records() -> None:
         with pytest.raises(BadRequest):
             json_facts(bad)
     assert line_count(b'{"a":1}\n\n  \n{"b":2}\nlast') == 3
+
+
+def test_a_json_body_that_cannot_be_read_is_refused_saying_why() -> None:
+    from services.auth.inspect import json_facts
+
+    with pytest.raises(BadRequest) as info:
+        json_facts(b"{")
+    assert info.value.message.startswith("body is not valid JSON: ")
+    with pytest.raises(BadRequest) as info:
+        json_facts(b'{"records": [], "batch_id": 7}')
+    assert info.value.message == "'batch_id' and 'emitter' must be strings"
+    with pytest.raises(BadRequest) as info:
+        json_facts(b'{"batch": []}')
+    assert info.value.message == (
+        "expected a JSON array of records or a batch object with 'records'"
+    )
+
+
+def test_a_json_batch_without_names_names_nothing() -> None:
+    from services.auth.inspect import json_facts
+
+    facts, _ = json_facts(b'{"records": [{}]}')
+    assert (facts.batch_id, facts.emitter, facts.records) == ("", "", 1)
+
+
+def test_records_are_lines_whatever_the_spaces_inside_them() -> None:
+    from services.auth.inspect import line_count
+
+    assert line_count(b'{"msg": "two words"}\n \t \n{"msg": "a\\tb"}\n') == 2
