@@ -8,7 +8,9 @@ Run with ``python -m tests.bench.emit_bench [--seconds S] [--formats a,b] [--rat
    record to a line) and ``stamped`` (what the emit loop pays per event: a pooled record
    copied, its time and seq stamped, rendered), plus ``batch`` (stamped and wrapped as a
    gateway record beside ``raw``).
-2. **Rate accuracy**: ``logops emit``'s loop (json, batches of up to 100, 5 ms linger) for
+2. **Wake accuracy**: how late a 2 ms wait returns, with ``Event.wait`` alone and with
+   the engine's coarse wait plus a short spin.
+3. **Rate accuracy**: ``logops emit``'s loop (json, batches of up to 100, 5 ms linger) for
    ``--seconds`` at each rate, to a file (or a null transport that only counts). Printed:
    achieved vs target over the whole window and the lowest/highest one-second window, the
    events late by more than 10 ms, lateness p50/p99/max, and the share of one core used.
@@ -20,6 +22,7 @@ import argparse
 import os
 import random
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,7 +32,7 @@ from clients.transports import Transport
 from emitters.content import ContentOptions
 from emitters.emit import EmitLoop, EmitOptions, Progress
 from emitters.formats import FORMATS, get_format
-from emitters.rate import Schedule
+from emitters.rate import SPIN_SEC, Schedule, wait_until
 from emitters.source import Accounting, EventSource
 from services.common.model import Batch, PushResult
 
@@ -131,6 +134,25 @@ def rate_accuracy(eps: float, seconds: float, transport: Transport) -> dict[str,
     }
 
 
+def wake_accuracy(waits: int = 400, gap: float = 0.002) -> dict[str, tuple[float, float]]:
+    """How far past its deadline a wait returns (p50, p99 in microseconds): ``Event.wait``
+    alone, and the engine's ``wait_until`` (a coarse wait, then a short spin)."""
+    out: dict[str, tuple[float, float]] = {}
+    stop = threading.Event()
+    for label, spin in (
+        ("Event.wait only", 0.0),
+        (f"wait + {SPIN_SEC * 1e6:.0f} us spin", SPIN_SEC),
+    ):
+        late: list[float] = []
+        for _ in range(waits):
+            deadline = time.monotonic() + gap
+            wait_until(deadline, stop, spin_sec=spin)
+            late.append((time.monotonic() - deadline) * 1e6)
+        late.sort()
+        out[label] = (late[len(late) // 2], late[int(len(late) * 0.99)])
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="window per rate (10)")
@@ -151,6 +173,10 @@ def main() -> None:
             f"  {name:<18}{s['sample']:>10,.0f}{s['render']:>12,.0f}{s['stamped']:>12,.0f}"
             f"{s['batch']:>12,.0f}"
         )
+
+    print("\nwake accuracy, 2 ms waits, overshoot past the deadline:")
+    for label, (p50, p99) in wake_accuracy().items():
+        print(f"  {label:<24} p50 {p50:8.1f} us   p99 {p99:8.1f} us")
 
     print(f"\nrate accuracy, json to {args.transport}, {args.seconds:g} s per rate:")
     print(
