@@ -5,10 +5,13 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import tempfile
 import threading
 from pathlib import Path
 
 import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from clients.files import FileTransport, StdoutTransport
 from emitters.content import ContentOptions
@@ -98,3 +101,33 @@ def test_a_closed_output_ends_the_run() -> None:
     assert result.stop_reason == "output_closed"
     assert result.failed == 10
     assert not result.ok
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    count=st.integers(1, 300),
+    batch_size=st.integers(1, 64),
+    linger_ms=st.floats(0.0, 5.0),
+    first_seq=st.integers(0, 2**40),
+)
+def test_any_batching_delivers_each_seq_once_in_order(
+    count: int, batch_size: int, linger_ms: float, first_seq: int
+) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "e.log"
+        source = EventSource(
+            get_format("json"),
+            ContentOptions(),
+            Accounting("r", "s", first_seq),
+            seed=1,
+            pool_size=16,
+        )
+        opts = EmitOptions("e", batch_size=batch_size, linger_sec=linger_ms / 1000, batched=False)
+        transport = FileTransport(path)
+        result = EmitLoop(source, Schedule.constant(20_000.0, count=count), transport, opts).run()
+        transport.close()
+        seqs = [line["seq"] for line in _lines(path)]
+    assert seqs == list(range(first_seq, first_seq + count))
+    assert result.sent == result.accepted == count
+    assert result.batches >= -(-count // batch_size)
+    assert result.ok
