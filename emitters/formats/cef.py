@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import random
 import re
+from functools import lru_cache
 from typing import Any
 
 from emitters.content import HOSTS, USERS, ContentOptions, ipv4, pick_level
@@ -229,7 +230,11 @@ def _extension(rec: dict[str, Any], ms: int | None) -> str:
 
 
 def _ext_key(key: object) -> str:
-    text = key if isinstance(key, str) else text_of(key)
+    return _key_text(key if isinstance(key, str) else text_of(key))
+
+
+@lru_cache(maxsize=1024)
+def _key_text(text: str) -> str:
     if text.startswith("ext_") and text[4:] in _OURS:
         text = text[4:]
     return _BAD_KEY.sub("_", text) or "_"

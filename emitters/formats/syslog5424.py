@@ -37,7 +37,6 @@ from __future__ import annotations
 import dataclasses
 import random
 import re
-from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
 
@@ -75,8 +74,7 @@ _LINE = re.compile(
     rf"(?P<sd>-|(?:{_ELEMENT})+)(?: (?P<msg>.*))?",
     re.DOTALL,
 )
-_ELEMENTS = re.compile(_ELEMENT, re.DOTALL)
-_PARAMS = re.compile(rf' ({_NAME})="({_VALUE})"', re.DOTALL)
+_SD_TOKENS = re.compile(rf'\[({_NAME})| ({_NAME})="({_VALUE})"', re.DOTALL)
 _UNESCAPE = re.compile(r'\\(["\\\]])')
 _LOOKS = re.compile(r"<([0-9]{1,3})>1 ")
 _TS_RE = re.compile(_TS)
@@ -177,21 +175,22 @@ def _real_date(day: str) -> bool:
 
 def _read_sd(sd_text: str, rec: dict[str, Any]) -> None:
     sd: dict[str, dict[str, Any]] = {}
-    for element in _ELEMENTS.finditer(sd_text):
-        sd_id = element.group(1)
-        if sd_id in sd:
-            raise FormatError(f"RFC 5424 SD-ID {sd_id[:32]} appears twice")
-        params: dict[str, Any] = {}
-        for name, raw in _PARAMS.findall(element.group(2)):
-            value = _UNESCAPE.sub(r"\1", raw) if "\\" in raw else raw
-            old = params.get(name)
-            if old is None:
-                params[name] = value
-            elif isinstance(old, list):
-                old.append(value)
-            else:
-                params[name] = [old, value]
-        sd[sd_id] = params
+    params: dict[str, Any] = {}
+    # The line matched the ABNF, so one pass over its tokens reads every element.
+    for sd_id, name, raw in _SD_TOKENS.findall(sd_text):
+        if sd_id:
+            if sd_id in sd:
+                raise FormatError(f"RFC 5424 SD-ID {sd_id[:32]} appears twice")
+            params = sd[sd_id] = {}
+            continue
+        value = _UNESCAPE.sub(r"\1", raw) if "\\" in raw else raw
+        old = params.get(name)
+        if old is None:
+            params[name] = value
+        elif isinstance(old, list):
+            old.append(value)
+        else:
+            params[name] = [old, value]
     _lift_accounting(sd, rec)
     if sd:
         rec["sd"] = sd
@@ -250,42 +249,46 @@ def _sd_text(rec: dict[str, Any]) -> str:
     parts: list[str] = []
     ours = [(key, rec[key]) for key in ("run_id", "stream", "seq") if _present(rec.get(key))]
     if ours or LOGOPS_ID in extra:
-        parts.append(_element(LOGOPS_ID, [*ours, *_params(extra.get(LOGOPS_ID), ours)]))
+        parts.append(_element(LOGOPS_ID, extra.get(LOGOPS_ID), ours))
     sequence_id = _sequence_id(rec.get("seq"))
     if sequence_id is not None or "meta" in extra:
         head = [("sequenceId", sequence_id)] if sequence_id is not None else []
-        parts.append(_element("meta", [*head, *_params(extra.get("meta"), head)]))
+        parts.append(_element("meta", extra.get("meta"), head))
+    if len(extra) > ("meta" in extra) + (LOGOPS_ID in extra):
+        _other_elements(extra, parts)
+    return "".join(parts) or "-"
+
+
+def _other_elements(extra: dict[Any, Any], parts: list[str]) -> None:
     seen = {LOGOPS_ID, "meta"}
     for raw_id, params in extra.items():
-        sd_id = _sd_id(text_of(raw_id))
+        sd_id = _sd_id(raw_id if type(raw_id) is str else text_of(raw_id))
         if sd_id not in seen:
             seen.add(sd_id)
-            parts.append(_element(sd_id, list(_params(params, []))))
-    return "".join(parts) or "-"
+            parts.append(_element(sd_id, params, []))
 
 
 def _present(value: object) -> bool:
     return value is not None and value != ""
 
 
-def _params(params: object, taken: list[tuple[str, Any]]) -> Iterable[tuple[str, Any]]:
-    """A record's SD parameters as pairs, a list value as a repeated name."""
-    if not isinstance(params, dict):
-        return
-    names = {name for name, _ in taken}
-    for name, value in params.items():
-        if name in names:
-            continue
-        if isinstance(value, list):
-            for item in value:
-                yield name, item
-        else:
-            yield name, value
-
-
-def _element(sd_id: str, params: list[tuple[str, Any]]) -> str:
-    body = "".join([f' {_name(text_of(name))}="{_escape(text_of(v))}"' for name, v in params])
-    return f"[{sd_id}{body}]"
+def _element(sd_id: str, params: object, head: list[tuple[str, Any]]) -> str:
+    """``[SD-ID name="value" ...]``: ``head`` first, then ``params`` (a dict; a list value
+    repeats its name) less the names ``head`` has."""
+    parts = [f"[{sd_id}"]
+    parts.extend([f' {name}="{_value(value)}"' for name, value in head])
+    if isinstance(params, dict):
+        taken = {name for name, _ in head}
+        for name, value in params.items():
+            if name in taken:
+                continue
+            key = _name(name if type(name) is str else text_of(name))
+            if type(value) is list:
+                parts.extend([f' {key}="{_value(item)}"' for item in value])
+            else:
+                parts.append(f' {key}="{_value(value)}"')
+    parts.append("]")
+    return "".join(parts)
 
 
 def _sequence_id(seq: object) -> int | None:
@@ -308,11 +311,13 @@ def _name(text: str) -> str:
     return _NOT_NAME.sub("_", text[:32]) or "_"
 
 
-def _escape(value: str) -> str:
-    if _VALUE_SPECIAL.search(value) is None:
-        return value
-    value = value.replace("\\", "\\\\").replace('"', '\\"').replace("]", "\\]")
-    return _CONTROL.sub(_octal, value)
+def _value(value: object) -> str:
+    """A PARAM-VALUE: ``"``, ``\\`` and ``]`` escaped, control characters as ``#ooo``."""
+    text = value if type(value) is str else text_of(value)
+    if _VALUE_SPECIAL.search(text) is None:
+        return text
+    text = text.replace("\\", "\\\\").replace('"', '\\"').replace("]", "\\]")
+    return _CONTROL.sub(_octal, text)
 
 
 def _octal(match: re.Match[str]) -> str:
