@@ -19,6 +19,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -32,7 +33,10 @@ from emitters.emit import EmitLoop, EmitOptions, EmitResult, RetryCounter, stder
 from emitters.formats import FORMATS, get_format
 from emitters.rate import MAX_EPS, Schedule
 from emitters.source import Accounting, EventSource
+from services.devkeys import CLIENT_KEY_ID
 
+# The client key `logops up` (make up) writes for local runs, relative to the folder it ran in.
+DEV_SECRET = Path("data/run/keys/demo.secret")
 # Gateways get full batches; line transports go out every few milliseconds, so a syslog
 # receiver sees a steady flow rather than bursts.
 DEFAULT_LINGER_MS = {"grpc": 200.0, "http": 200.0}
@@ -166,7 +170,11 @@ def _add_content_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _add_transport_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--key-id", help="sign pushes with this key id (grpc/http)")
+    p.add_argument(
+        "--key-id",
+        help="sign pushes with this key id (grpc/http; default towards "
+        f"the default target: {CLIENT_KEY_ID!r} with {DEV_SECRET} when present)",
+    )
     p.add_argument("--secret-file", help="file holding the key's secret")
     p.add_argument(
         "--http-body",
@@ -280,9 +288,18 @@ def build(args: argparse.Namespace) -> tuple[EmitLoop, TransportSpec]:
 
 
 def _signer(args: argparse.Namespace, spec: TransportSpec) -> Signer | None:
+    """The key that signs grpc/http pushes: ``--key-id``/``--secret-file``; else, towards the
+    default Auth Gateway, the throwaway ``demo`` key of ``logops up`` when it is here."""
     if bool(args.key_id) != bool(args.secret_file):
         raise UsageError("--key-id and --secret-file go together")
     if not args.key_id:
+        if spec.batched and not args.target and DEV_SECRET.is_file():
+            if not args.quiet:
+                print(
+                    f"note: signing with the {CLIENT_KEY_ID!r} key of `logops up` ({DEV_SECRET})",
+                    file=sys.stderr,
+                )
+            return Signer.from_file(CLIENT_KEY_ID, DEV_SECRET)
         return None
     if not spec.batched:
         raise UsageError(f"--key-id signs grpc/http pushes; {spec.name} is not signed")
