@@ -177,7 +177,7 @@ def _read_extension(text: str, rec: dict[str, Any]) -> None:
             name = f"ext_{key}" if key in _OURS else key
         rec[name] = value
     pid = rec.get("pid")
-    if isinstance(pid, str) and pid.isdigit() and len(pid) < 19:
+    if isinstance(pid, str) and pid.isascii() and pid.isdigit() and len(pid) < 19:
         rec["pid"] = int(pid)
     seq = rec.get("seq")
     if isinstance(seq, str) and seq.isascii() and seq.isdigit() and len(seq) <= 20:

@@ -17,6 +17,7 @@ import random
 import re
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -356,6 +357,18 @@ def test_any_record_renders_a_line_the_grammar_accepts(rec: dict[str, Any]) -> N
     FMT.parse(line)
 
 
+@given(
+    st.sampled_from(["CEF:0|a|b|c|d|e|3|", "<134>Mar 12 14:05:09 fw01 CEF:0|v|p|1|", "CEF:", ""]),
+    st.text(max_size=80),
+)
+def test_parse_raises_only_format_errors(prefix: str, tail: str) -> None:
+    try:
+        parsed = FMT.parse(prefix + tail)
+    except FormatError:
+        return
+    orjson.dumps(parsed)  # what Ingest stores must be JSON
+
+
 def test_ten_thousand_samples_agree_with_the_grammar() -> None:
     rng = random.Random(4242)
     opts = ContentOptions(error_ratio=0.2, missing_ts_ratio=0.05)
@@ -423,3 +436,9 @@ def test_ingest_normalises_cef_lines(monkeypatch: pytest.MonkeyPatch) -> None:
     assert out[2]["ts_missing"] is True and out[2]["level_missing"] is True
     assert out[0]["suser"] == "alice" and out[0]["signature_id"] == "auth-fail"
     assert all(r["format"] == "cef" for r in out)
+
+
+def test_numbers_are_read_only_from_ascii_digits() -> None:
+    parsed = FMT.parse("CEF:0|a|b|c|d|e|3|dvcpid=\u00b2 seq=\u0661 spt=22")
+    assert (parsed["pid"], parsed["seq"], parsed["spt"]) == ("\u00b2", "\u0661", "22")
+    assert FMT.parse("CEF:0|a|b|c|d|e|3|dvcpid=4412 seq=7")["pid"] == 4412
