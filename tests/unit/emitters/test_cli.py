@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from clients.targets import TransportSpec
 from emitters.cli import DEV_SECRET, UsageError, _signer, build
 from services.cli import build_parser
 
@@ -45,6 +46,8 @@ def test_the_flags_build_the_loop_they_say(tmp_path: Path) -> None:
     acc = loop.source.accounting
     assert (acc.run_id, acc.stream, acc.first_seq) == ("r", "s#2", 5)
     grpc, _ = build(_args("json", "--transport", "grpc"))
+    grpc.transport.close()
+    loop.transport.close()
     assert (grpc.opts.linger_sec, grpc.opts.batched, grpc.source.accounting.stream) == (
         0.2,
         True,
@@ -56,15 +59,15 @@ def test_the_throwaway_key_signs_towards_the_default_gateway_only(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    _, spec = build(_args("json", "--transport", "grpc", "--quiet"))
+    loop, spec = build(_args("json", "--transport", "grpc", "--quiet"))
+    loop.transport.close()
     assert _signer(_args("json", "--transport", "grpc"), spec) is None
     DEV_SECRET.parent.mkdir(parents=True)
     DEV_SECRET.write_text("a throwaway secret of the local demo key\n")
     signer = _signer(_args("json", "--transport", "grpc", "--quiet"), spec)
     assert signer is not None and signer.key_id == "demo"
-    _, given = build(_args("json", "--transport", "grpc", "--target", "h:1"))
+    given = TransportSpec("grpc", "h:1")
     assert _signer(_args("json", "--transport", "grpc", "--target", "h:1"), given) is None
-    _, line = build(_args("json", "--transport", "stdout"))
-    assert _signer(_args("json"), line) is None
+    assert _signer(_args("json"), TransportSpec("stdout")) is None
     with pytest.raises(UsageError):
         _signer(_args("json", "--key-id", "k"), spec)
