@@ -37,6 +37,7 @@ _UNSEEN: Any = object()
 
 
 Detect = Callable[[str], str | None]
+Parse = Callable[[str], dict[str, Any]]
 
 
 def syslog_detection() -> tuple[Detect, Mapping[str, LogFormat]]:
@@ -61,14 +62,15 @@ class RecordBuilder:
     """Stateless once built: safe to share between threads."""
 
     def __init__(self) -> None:
-        self._detect, self._formats = syslog_detection()
+        self._detect, formats = syslog_detection()
+        self._parsers: dict[str, Parse] = {name: fmt.parse for name, fmt in formats.items()}
 
     def records(self, items: list[Item]) -> list[Record | None]:
         out: list[Record | None] = []
         canon = _Canonical(int(time.time() * 1000))
         for host, _, frames in items:
             lines = [f.decode("utf-8", "replace") for f in frames]
-            out += _parsed(lines, host, canon, self._detect, self._formats)
+            out += _parsed(lines, host, canon, self._detect, self._parsers)
         return out
 
 
@@ -96,7 +98,7 @@ def _parsed(
     host: str,
     canon: _Canonical,
     detect: Detect,
-    formats: Mapping[str, LogFormat],
+    parsers: dict[str, Parse],
 ) -> list[Record | None]:
     out: list[Record | None] = []
     parsed: list[Record] = []
@@ -108,7 +110,7 @@ def _parsed(
             append({"raw": line, "host": host})
             continue
         try:
-            rec = formats[name].parse(line)
+            rec = parsers[name](line)
         except FormatError:
             append({"raw": line, "host": host})
             continue
