@@ -280,40 +280,51 @@ def _login(rng: random.Random, outcome: str) -> dict[str, Any]:
     }
 
 
+# Per product: the levels of its bad event, (signature id, name, msg) of the bad and the
+# routine event, and the extension fields of each (bad: True).
+_Event = tuple[str, str, str]
+_KINDS: tuple[tuple[tuple[str, str, str], frozenset[str], _Event, _Event], ...] = (
+    (
+        _FIREWALL,
+        frozenset(("WARN", "ERROR", "FATAL")),
+        ("fw-deny", "Traffic denied", "connection blocked by policy"),
+        ("fw-allow", "Traffic allowed", "session started"),
+    ),
+    (
+        _IDS,
+        frozenset(("ERROR", "FATAL")),
+        ("2019401", "ET SCAN Suspicious inbound to mySQL port 3306", "alert: attempted recon"),
+        ("2013028", "ET POLICY curl User-Agent Outbound", "policy match: user-agent=curl"),
+    ),
+    (
+        _AUTH,
+        frozenset(("WARN", "ERROR", "FATAL")),
+        ("auth-fail", "Failed login", "bad password"),
+        ("auth-ok", "Successful login", "login ok"),
+    ),
+)
+
+
+def _fields(rng: random.Random, vendor: tuple[str, str, str], bad: bool) -> dict[str, Any]:
+    if vendor is _FIREWALL:
+        return _traffic(rng, "deny" if bad else "allow")
+    if vendor is _IDS:
+        return _traffic(rng, "alert")
+    return _login(rng, "failure" if bad else "success")
+
+
 def _sample(rng: random.Random, opts: ContentOptions, now: float) -> dict[str, Any]:
     """A firewall, IDS or authentication event whose severity follows the drawn level."""
     level = pick_level(rng, opts)
-    kind = rng.randrange(3)
+    vendor, bad_levels, bad_event, routine = _KINDS[rng.randrange(len(_KINDS))]
     rec: dict[str, Any] = {}
     if rng.random() >= opts.missing_ts_ratio:
         rec["ts"] = rfc3339_text(int(now * 1000))
     if rng.random() >= opts.missing_level_ratio:
         rec["level"] = level
-    high = level in ("ERROR", "FATAL")
-    if kind == 0:
-        vendor = _FIREWALL
-        sig, name, msg = (
-            ("fw-deny", "Traffic denied", "connection blocked by policy")
-            if high or level == "WARN"
-            else ("fw-allow", "Traffic allowed", "session started")
-        )
-        fields = _traffic(rng, "deny" if sig == "fw-deny" else "allow")
-    elif kind == 1:
-        vendor = _IDS
-        sig, name, msg = (
-            ("2019401", "ET SCAN Suspicious inbound to mySQL port 3306", "alert: attempted recon")
-            if high
-            else ("2013028", "ET POLICY curl User-Agent Outbound", "policy match: user-agent=curl")
-        )
-        fields = _traffic(rng, "alert")
-    else:
-        vendor = _AUTH
-        sig, name, msg = (
-            ("auth-fail", "Failed login", "bad password")
-            if high or level == "WARN"
-            else ("auth-ok", "Successful login", "login ok")
-        )
-        fields = _login(rng, "failure" if sig == "auth-fail" else "success")
+    bad = level in bad_levels
+    sig, name, msg = bad_event if bad else routine
+    fields = _fields(rng, vendor, bad)
     rec.update(zip(("device_vendor", "device_product", "device_version"), vendor, strict=True))
     rec.update({"signature_id": sig, "event_name": name, "msg": msg})
     rec["host"] = rng.choice(HOSTS)
