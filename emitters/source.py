@@ -9,8 +9,8 @@ Which fields hold the time is learnt from the format itself: the same generator 
 sampled at two times far apart and the fields that differ are the time's. Those fields
 are then taken from a record sampled at that time, once per millisecond (once per second
 for formats whose time has whole seconds), so every format keeps its own time syntax
-(RFC 3339, Apache, RFC 3164 ...) without this module knowing any of them. A record the content options left without a time (``missing_ts_ratio``)
-stays without one.
+(RFC 3339, Apache, RFC 3164 ...) without this module knowing any of them. A record the
+content options left without a time (``missing_ts_ratio``) stays without one.
 """
 
 from __future__ import annotations

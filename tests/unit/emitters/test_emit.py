@@ -49,9 +49,10 @@ def test_count_records_reach_the_file_once_each_in_seq_order(tmp_path: Path) -> 
 def test_a_low_rate_flows_in_small_batches_by_linger(tmp_path: Path) -> None:
     loop = _loop(tmp_path / "e.log", Schedule.constant(50.0, count=10), linger_sec=0.005)
     result = loop.run()
-    # 20 ms between events and 5 ms of linger: every event goes in a batch of its own.
-    assert result.batches == 10
-    assert result.sent == 10
+    # 20 ms between events and 5 ms of linger: the events do not wait for a batch of 100
+    # (each goes alone unless the machine stalls the loop past the next event).
+    assert result.batches > 1
+    assert result.sent == result.accepted == 10
 
 
 def test_a_stop_sends_what_was_due_and_says_so(tmp_path: Path) -> None:
