@@ -423,7 +423,8 @@ def test_looks_like_only_cef() -> None:
 def test_ingest_normalises_cef_lines(monkeypatch: pytest.MonkeyPatch) -> None:
     lines = [
         "<134>Mar 12 14:05:09 fw01 CEF:0|LogOps|emitter|1.0|auth-fail|Failed login|7|"
-        "src=192.0.2.44 suser=alice msg=bad password rt=1710252309482",
+        "src=192.0.2.44 suser=alice msg=bad password rt=1710252309482 run_id=r-cef stream=s2 "
+        "seq=9",
         "<134>Mar 12 14:05:09 fw01 CEF:0|LogOps|emitter|1.0|auth-ok|Login|Low|suser=bob",
         "CEF:0|LogOps|emitter|1.0|x|y|Unknown|msg=no time here",
     ]
@@ -435,6 +436,7 @@ def test_ingest_normalises_cef_lines(monkeypatch: pytest.MonkeyPatch) -> None:
     ]
     assert out[2]["ts_missing"] is True and out[2]["level_missing"] is True
     assert out[0]["suser"] == "alice" and out[0]["signature_id"] == "auth-fail"
+    assert (out[0]["run_id"], out[0]["stream"], out[0]["seq"]) == ("r-cef", "s2", 9)
     assert all(r["format"] == "cef" for r in out)
 
 

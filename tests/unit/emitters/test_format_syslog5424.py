@@ -617,7 +617,7 @@ def test_ingest_normalises_5424_lines(monkeypatch: pytest.MonkeyPatch) -> None:
         "s9",
         77,
     )
-    assert "r-line" in (first["run_id"], first.get("src_run_id"))
+    assert first["run_id"] == "r-line"  # the line's own run, not the batch's (PRODUCT.md 6)
     assert first["sd"] == {"origin": {"ip": "10.0.0.1"}}
     assert first["format"] == "syslog5424"
     assert out[1]["ts_missing"] is True and out[1]["syslog_facility"] == 23
