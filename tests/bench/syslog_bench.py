@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from clients.launcher import GatewayProcess, GatewayStartError
-from tests.bench.procstat import cpu_seconds, memory_kib, stop_process
+from tests.bench.procstat import OthersWindow, cpu_seconds, memory_kib, stop_process
 from tests.bench.syslog_peer import (
     LOGGEN,
     LineCounter,
@@ -58,6 +59,8 @@ class SideResult:
     msgs_per_core: float
     loggen_rate: float | None
     peak_rss_mib: float
+    # CPU that processes outside the benchmark used meanwhile: above ~0.15, disturbed.
+    other_cores: float
 
 
 class SinkCounter:
@@ -100,6 +103,8 @@ def measure(
     """Drive the receiver ``pid`` (listening on ``port``) with loggen; ``count()`` gives
     the lines it has stored so far."""
     log = workdir / f"loggen-{name}.log"
+    others = OthersWindow()
+    others.begin()
     cpu0, started = cpu_seconds(pid), time.monotonic()
     loggen = run_loggen(port, args.messages, args.connections, args.size, log, args.bsd)
     expected = args.messages * args.connections
@@ -114,9 +119,9 @@ def measure(
         if done and (last >= expected or now - last_change > SETTLE_SEC):
             break
     cpu = cpu_seconds(pid) - cpu0
-    seconds = (last_change if last < expected else now) - started
-    if last >= expected:
-        seconds = last_change - started
+    others.end()
+    # From loggen's start to the last line stored.
+    seconds = last_change - started
     sent, rate = loggen_counts(log.read_text(errors="replace"))
     sent = expected if sent is None else sent
     return SideResult(
@@ -131,6 +136,7 @@ def measure(
         msgs_per_core=last / cpu if cpu > 0 else 0.0,
         loggen_rate=rate,
         peak_rss_mib=memory_kib(pid).get("VmHWM", 0) / 1024,
+        other_cores=max(0.0, others.cores),
     )
 
 
@@ -159,9 +165,62 @@ def print_side(r: SideResult) -> None:
     print(
         f"  {r.receiver:18} sent {r.sent:>10,}  stored {r.stored:>10,}  lost {r.lost:>6,}  "
         f"{r.msgs_per_sec:>9,.0f} msg/s  {r.cores:4.2f} cores  "
-        f"{r.msgs_per_core:>9,.0f} msg/s/core  peak RSS {r.peak_rss_mib:,.0f} MiB",
+        f"{r.msgs_per_core:>9,.0f} msg/s/core  peak RSS {r.peak_rss_mib:,.0f} MiB  "
+        f"(others used {r.other_cores:.2f} cores)",
         flush=True,
     )
+
+
+def run_round(args: argparse.Namespace, workdir: Path, peer_first: bool) -> list[SideResult]:
+    """One measurement of each receiver, in the order given (alternated between rounds so
+    that neither always runs on a page cache the other has just filled)."""
+    workdir.mkdir()
+    sides = [run_logops]
+    if not args.no_syslog_ng and not args.bsd:
+        sides = [run_syslog_ng, run_logops] if peer_first else [run_logops, run_syslog_ng]
+    out = []
+    for side in sides:
+        result = side(args, workdir)
+        print_side(result)
+        out.append(result)
+    return out
+
+
+def summarise(rounds: list[list[SideResult]]) -> dict[str, Any]:
+    """Medians per receiver over the rounds, and the ratio of the per-core medians."""
+    by_side: dict[str, list[SideResult]] = {}
+    for results in rounds:
+        for r in results:
+            by_side.setdefault("logops" if r.receiver == "logops" else "syslog_ng", []).append(r)
+    out: dict[str, Any] = {"rounds": [[asdict(r) for r in results] for results in rounds]}
+    for side, results in by_side.items():
+        out[side] = {
+            "msgs_per_core": statistics.median(r.msgs_per_core for r in results),
+            "msgs_per_sec": statistics.median(r.msgs_per_sec for r in results),
+            "lost": sum(r.lost for r in results),
+            "sent": sum(r.sent for r in results),
+        }
+    if "syslog_ng" in out and out["syslog_ng"]["msgs_per_core"]:
+        out["ratio_per_core"] = out["logops"]["msgs_per_core"] / out["syslog_ng"]["msgs_per_core"]
+    return out
+
+
+def print_summary(summary: dict[str, Any], rounds: int) -> None:
+    ours = summary["logops"]
+    print(
+        f"  median of {rounds}: LogOps {ours['msgs_per_core']:,.0f} msg/s/core, "
+        f"lost {ours['lost']:,} of {ours['sent']:,}"
+    )
+    peer = summary.get("syslog_ng")
+    if peer is not None:
+        print(
+            f"  median of {rounds}: syslog-ng {peer['msgs_per_core']:,.0f} msg/s/core, "
+            f"lost {peer['lost']:,} of {peer['sent']:,}"
+        )
+        print(
+            f"  ratio LogOps / syslog-ng, messages/s per core: {summary['ratio_per_core']:.2f}x "
+            "(target >= 1.0x, nothing lost)"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -169,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--messages", type=int, default=250_000, help="per connection")
     p.add_argument("--connections", type=int, default=4)
     p.add_argument("--size", type=int, default=256, help="bytes per message")
+    p.add_argument("--rounds", type=int, default=3, help="measurements of each, medians")
     p.add_argument("--durability", choices=("batch", "interval", "none"), default="batch")
     p.add_argument(
         "--bsd", action="store_true", help="loggen's BSD-style lines, LF framed (no syslog-ng)"
@@ -180,33 +240,25 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"syslog bench skipped: {missing}")
         return 1
+    proto = "BSD-style, LF framing" if args.bsd else "RFC 5424, octet counting"
     print(
-        f"syslog listener vs syslog-ng: loggen -P (RFC 5424, octet counting), "
-        f"{args.connections} connections x {args.messages:,} messages of {args.size} bytes, "
-        f"durability {args.durability}",
+        f"syslog listener vs syslog-ng: loggen over TCP ({proto}), {args.connections} "
+        f"connections x {args.messages:,} messages of {args.size} bytes, durability "
+        f"{args.durability}, {args.rounds} round(s)",
         flush=True,
     )
-    results: dict[str, Any] = {}
+    rounds = []
     with tempfile.TemporaryDirectory(prefix="logops-syslog-bench-") as tmp:
-        try:
-            ours = run_logops(args, Path(tmp))
-        except GatewayStartError as exc:
-            print(f"cannot start the gateway: {exc}")
-            return 1
-        print_side(ours)
-        results["logops"] = asdict(ours)
-        if not args.no_syslog_ng and not args.bsd:
-            peer = run_syslog_ng(args, Path(tmp))
-            print_side(peer)
-            results["syslog_ng"] = asdict(peer)
-            ratio = ours.msgs_per_core / peer.msgs_per_core if peer.msgs_per_core else 0.0
-            results["ratio_per_core"] = ratio
-            print(
-                f"  ratio LogOps / syslog-ng, messages/s per core: {ratio:.2f}x "
-                f"(target >= 1.0x, nothing lost: lost {ours.lost:,} vs {peer.lost:,})"
-            )
+        for n in range(args.rounds):
+            try:
+                rounds.append(run_round(args, Path(tmp) / f"round{n}", peer_first=n % 2 == 1))
+            except GatewayStartError as exc:
+                print(f"cannot start the gateway: {exc}")
+                return 1
+    summary = summarise(rounds)
+    print_summary(summary, args.rounds)
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2), encoding="utf-8")
+        args.json.write_text(json.dumps(summary, indent=2), encoding="utf-8")
     return 0
 
 
