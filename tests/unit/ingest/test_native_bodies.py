@@ -315,3 +315,135 @@ def test_the_c_path_refuses_fixed_keys_that_differ_from_its_own_table() -> None:
     _native.Engine(reserved=frozenset(FIXED_KEYS), **settings)
     with pytest.raises(ValueError, match="KEY_KINDS"):
         _native.Engine(reserved=frozenset(FIXED_KEYS) | {"region"}, **settings)
+
+
+def test_varints_at_the_64_bit_edge_are_read_as_upb_reads_them() -> None:
+    """A seq of 2**64-1 takes ten bytes whose last is 0x01; a last byte above that
+    overflows 64 bits, which upb refuses, so the C reader must refuse it too."""
+    top = logs_pb2.PushRequest(
+        batch=logs_pb2.LogBatch(batch_id="b", records=[logs_pb2.LogRecord(msg="m", seq=2**64 - 1)])
+    ).SerializeToString()
+    edge = b"\xff" * 9 + b"\x01"
+    assert top.count(edge) == 1
+    taken = FAST.wire_batch(top, request=True)
+    assert taken is not None
+    assert orjson.loads(FAST.normalise_batch(taken, INGEST_MS).data)["seq"] == 2**64 - 1
+    for last in (0x02, 0x7F):
+        check_wire(top.replace(edge, b"\xff" * 9 + bytes([last])))
+        assert FAST.wire_batch(top.replace(edge, b"\xff" * 9 + bytes([last])), request=True) is None
+
+
+def _len_field(number: int, payload: bytes) -> bytes:
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _request_of(record: bytes) -> bytes:
+    """A PushRequest whose one LogRecord is ``record``, every enclosing length right."""
+    return _len_field(1, _len_field(1, b"b") + _len_field(5, record))
+
+
+@pytest.mark.parametrize(
+    ("tail", "full"),
+    [
+        (_varint(20 << 3 | 1), 8),  # an unknown fixed64 field
+        (_varint(21 << 3 | 5), 4),  # an unknown fixed32 field
+        (_varint(22 << 3 | 2) + b"\x05", 5),  # an unknown length-delimited field
+    ],
+    ids=["fixed64", "fixed32", "len"],
+)
+def test_an_unknown_field_cut_short_inside_its_record_is_refused(tail: bytes, full: int) -> None:
+    """The record's own length is right, but its last field runs past it by a byte."""
+    record = logs_pb2.LogRecord(msg="m").SerializeToString() + tail
+    whole = _request_of(record + b"x" * full)
+    taken = FAST.wire_batch(whole, request=True)
+    assert taken is not None and taken.count() == 1
+    for short in (1, 2):
+        body = _request_of(record + b"x" * (full - short))
+        check_wire(body)
+        assert FAST.wire_batch(body, request=True) is None
+
+
+def test_every_truncation_of_a_request_is_read_as_upb_reads_it() -> None:
+    body = logs_pb2.PushRequest(
+        batch=logs_pb2.LogBatch(
+            batch_id="b",
+            run_id="r",
+            records=[logs_pb2.LogRecord(msg="m", ts="t", seq=300, fields={"k": "v"})] * 2,
+        )
+    ).SerializeToString()
+    for cut in range(len(body)):
+        check_wire(body[:cut])
+
+
+@pytest.mark.parametrize("escape", ["\\ud800", "\\udbff", "\\udc00", "\\udfff", "\\ud800\\u0041"])
+def test_lone_surrogate_escapes_are_left_to_orjson(escape: str) -> None:
+    body = ('[{"msg": "a' + escape + 'b"}]').encode()
+    assert FAST.json_batch(body) is None
+    check_json(body)
+
+
+@pytest.mark.parametrize("code", range(0x20))
+def test_raw_control_characters_inside_strings_are_left_to_orjson(code: int) -> None:
+    body = b'[{"msg": "a' + bytes([code]) + b'b"}]'
+    assert FAST.json_batch(body) is None
+    check_json(body)
+
+
+@pytest.mark.parametrize("space", [" ", "\t", "\n", "\r"])
+def test_the_c_reader_takes_json_in_each_whitespace_character(space: str) -> None:
+    """Pretty-printed bodies (tabs, CRLF) stay on the fast path."""
+    body = '{"batch_id":"b","records":[{"msg":"m","seq":1}]}'
+    for sep in ("{", "[", ",", ":", "}", "]"):
+        body = body.replace(sep, f"{space}{sep}{space}")
+    taken = FAST.json_batch(body.encode())
+    assert taken is not None and taken.count() == 1
+    check_json(body.encode())
+
+
+EDGE_TIMESTAMPS = [
+    *("1969-12-31T23:59:59.999Z", "1970-01-01T00:00:00.000Z", "0000-01-01T00:00:00.000Z"),
+    *("2024-00-10T00:00:00.000Z", "2024-12-31T23:59:59.999Z", "2024-13-01T00:00:00.000Z"),
+    *("2024-01-00T00:00:00.000Z", "2024-04-31T00:00:00.000Z", "2024-01-32T00:00:00.000Z"),
+    *("2000-02-29T12:00:00.000Z", "1900-02-29T12:00:00.000Z", "2100-02-29T12:00:00.000Z"),
+    *("2024-02-29T12:00:00.000Z", "2023-02-29T12:00:00.000Z", "2024-02-30T12:00:00.000Z"),
+    *("2024-03-12T24:00:00.000Z", "2024-03-12T23:60:00.000Z", "2024-03-12T23:59:60.000Z"),
+]
+
+
+@pytest.mark.parametrize("ts", EDGE_TIMESTAMPS)
+def test_calendar_edges_are_judged_as_python_judges_them(ts: str) -> None:
+    """The C path's canonical-timestamp test and timeparse.py agree on every edge."""
+    body = orjson.dumps([{"ts": ts, "level": "info", "msg": "m"}])
+    taken = FAST.json_batch(body)
+    assert taken is not None
+    fast = FAST.normalise_batch(taken, INGEST_MS)
+    slow = SLOW.normalise_batch(python_json(body), INGEST_MS)  # type: ignore[arg-type]
+    same(fast, slow)
+
+
+ADDRESS_EDGES = [
+    *("from 83.11.7.1 now", "255.255.255.255", "256.1.1.1", "1.256.1.1", "1.1.1.256", "1.1.1.255"),
+    *("199.1.1.1", "300.1.1.1", "1.2.3.4.5", "11.2.3.4.5 build", "v1.2.3.4", "1.2.3.4."),
+    ".1.2.3.4",
+    *("1234.5.6.7", "1.2.3.4567", "01.02.03.04", "9.9.9.9:8080", "a1.2.3.4b", "1.2.3", "1..2.3.4"),
+    *("x.1.2.3.4", "1.2.3.4.x", "version 10.0.0.1.2", "ip=10.0.0.1,10.0.0.2", "2.5.25.1.9.9"),
+    *("@a.b", "a@b", "j@example.com.", "mail john.doe@example.com and x@y.z", "@@x.io"),
+]
+
+
+@pytest.mark.parametrize("msg", ADDRESS_EDGES)
+def test_address_edges_are_masked_as_python_masks_them(msg: str) -> None:
+    body = orjson.dumps([{"ts": "2024-03-12T14:05:09.482Z", "level": "info", "msg": msg}])
+    taken = FAST.json_batch(body)
+    assert taken is not None
+    fast = FAST.normalise_batch(taken, INGEST_MS)
+    same(fast, SLOW.normalise_batch(python_json(body), INGEST_MS))  # type: ignore[arg-type]

@@ -1,0 +1,188 @@
+"""Hand-made mutants of the C hot path, each run against the differential suites.
+
+mutmut mutates Python only, so the C path (``services/ingest/_native.c`` and ``csrc/``) is
+checked with mutants written by hand: each is one small edit of the kind a slip makes
+(a bound off by one, a test negated, a branch dropped). For each, the sources are copied
+into a temporary folder, the edit applied, the extension compiled there (as ``make
+sanitize`` does) and loaded in place of the built one, and the C-path tests run
+(``tests/unit/ingest/test_native_*.py`` and ``test_batch_index.py``: the Python reference
+beside the C path on generated and hand-picked inputs). A mutant is killed when a test
+fails; one that does not compile is reported as such (the list is then wrong).
+
+    .venv/bin/python -m tests.mutation.c_mutants            # every mutant
+    .venv/bin/python -m tests.mutation.c_mutants wire-63    # some, by id
+
+``make mutation-c`` runs it. Run alone, it takes about a minute per mutant on two cores.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SRC = ROOT / "services" / "ingest"
+TESTS = [
+    "tests/unit/ingest/test_native_api.py",
+    "tests/unit/ingest/test_native_bodies.py",
+    "tests/unit/ingest/test_native_equivalence.py",
+    "tests/unit/ingest/test_batch_index.py",
+]
+CFLAGS = ["-O1", "-shared", "-fPIC", "-w"]
+
+
+@dataclass(frozen=True)
+class Mutant:
+    id: str
+    path: str  # under services/ingest
+    old: str  # must occur exactly once in the file
+    new: str
+    why: str  # what a user would lose
+    # Set when the output cannot differ (the record only leaves the C path for the Python
+    # one, which gives the same line): why, in one line. Such a survivor is explained.
+    equivalent: str = ""
+
+
+MUTANTS = (
+    Mutant("wire-63", "csrc/wire.c", "if (shift == 63 && b > 1)", "if (shift == 63 && b > 2)",
+           "a 10-byte varint overflowing 64 bits read as a number instead of refused"),
+    Mutant("wire-len", "csrc/wire.c", "n > (uint64_t)(end - *pp)", "n > (uint64_t)(end - *pp) + 1",
+           "a length running one byte past the message read out of bounds"),
+    Mutant("wire-fixed64", "csrc/wire.c", "if (end - *pp < 8)", "if (end - *pp < 7)",
+           "a truncated fixed64 field skipped past the end"),
+    Mutant("wire-meta-field", "csrc/wire.c", "if (field >= 1 && field <= 4)",
+           "if (field >= 1 && field <= 3)",
+           "run_id (field 4) of a LogBatch ignored by the C path"),
+    Mutant("json-surrogate", "csrc/json.c", "(hi >= 0xDC00 && hi <= 0xDFFF)",
+           "(hi >= 0xDC00 && hi < 0xDFFF)",
+           "a lone low surrogate \\uDFFF accepted instead of left to orjson"),
+    Mutant("json-control", "csrc/json.c", "if (ch < 0x20) {", "if (ch < 0x1F) {",
+           "a raw 0x1F control character inside a JSON string accepted"),
+    Mutant("json-ws", "csrc/json.c",
+           "(*c->p == ' ' || *c->p == '\\n' || *c->p == '\\r' || *c->p == '\\t')",
+           "(*c->p == ' ' || *c->p == '\\n' || *c->p == '\\r')",
+           "a tab between JSON tokens refused on the C path"),
+    Mutant("text-year", "csrc/text.c", "if (year < 1970 || month < 1",
+           "if (year < 1969 || month < 1",
+           "a 1969 timestamp taken as canonical instead of normalised"),
+    Mutant("text-month", "csrc/text.c", "month > 12 || day < 1", "month > 13 || day < 1",
+           "month 13 taken as a canonical timestamp"),
+    Mutant("text-leap", "csrc/text.c", "year % 400 == 0;", "year % 400 == 1;",
+           "29 February 2000 not taken as canonical by the C path",
+           "only the fast path is lost: the Python path stores the same line for that day"),
+    Mutant("text-utf8-lead", "csrc/text.c", "if (c >= 0xC2 && c <= 0xDF)",
+           "if (c >= 0xC0 && c <= 0xDF)",
+           "overlong UTF-8 (0xC0 0x80) taken as valid text"),
+    Mutant("mask-octet-255", "csrc/mask.c", 'memcmp(s + at[k], "255", 3) > 0',
+           'memcmp(s + at[k], "256", 3) > 0',
+           "999.256.1.1-style numbers with a 256 octet masked as addresses"),
+    Mutant("mask-digit-before", "csrc/mask.c",
+           "if (is_digit(before) || (before == '.' && start > 1",
+           "if ((before == '.' && start > 1",
+           "a version number like 11.2.3.4.5 masked as an address"),
+    Mutant("mask-run", "csrc/mask.c", "if (run < 1 || run > 3 || p + run >= n",
+           "if (run < 1 || run > 4 || p + run >= n",
+           "1234.5.6.7 masked as an address"),
+    Mutant("idtable-probe", "csrc/idtable.c", "if (e->k0 == k0 && e->k1 == k1) {",
+           "if (e->k0 == k0) {",
+           "two batch ids sharing half their digest taken as one: a batch lost as a duplicate"),
+    Mutant("text-control-word", "csrc/text.c", "return (w - ONES * 0x20) & ~w & HIGHS;",
+           "return (w - ONES * 0x1F) & ~w & HIGHS;",
+           "a 0x1F byte in an 8-byte word written unescaped: a stored line that is not JSON"),
+    Mutant("text-escape-quote", "csrc/text.c",
+           "has_byte(w, '\"') | has_byte(w, '\\\\') | has_control(w)",
+           "has_byte(w, '\\\\') | has_control(w)",
+           "a quote inside an 8-byte run written bare: a stored line that is not JSON"),
+    Mutant("records-level-missing", "csrc/records.c",
+           "int level_missing = (flags & (LEVEL_ABSENT | LEVEL_INVALID)) != 0;",
+           "int level_missing = (flags & LEVEL_ABSENT) != 0;",
+           "an invalid level stored with level_missing false"),
+    Mutant("records-syslog-severity", "csrc/records.c",
+           "if (sev != NULL || PyErr_Occurred()) {\n            return PyErr_Occurred() ? -1 : 0;",
+           "if (PyErr_Occurred()) {\n            return PyErr_Occurred() ? -1 : 0;",
+           "a syslog_severity field ignored when the record has no level"),
+    Mutant("mask-dots", "csrc/mask.c", "if (count_dots(*res, *res_n) >= 3) {",
+           "if (count_dots(*res, *res_n) >= 4) {",
+           "an address alone in a message (three dots) stored unmasked"),
+    Mutant("mask-tld", "csrc/mask.c", "if (k - start >= 2) {", "if (k - start >= 3) {",
+           "an address at a two-letter top-level domain (.io, .de) stored unmasked"),
+    Mutant("idtable-evict", "csrc/idtable.c", "if (t->count == t->max_ids) {",
+           "if (t->count == t->max_ids + 1) {",
+           "the idempotency index growing one past its cap"),
+)
+
+
+def build(mutant: Mutant | None, into: Path) -> str | None:
+    """Copy the sources, apply ``mutant``, compile; the compiler's complaint, or None."""
+    shutil.copy2(SRC / "_native.c", into / "_native.c")
+    shutil.copytree(SRC / "csrc", into / "csrc")
+    if mutant is not None:
+        target = into / mutant.path
+        text = target.read_text()
+        if text.count(mutant.old) != 1:
+            return f"{mutant.path}: the original text occurs {text.count(mutant.old)} times"
+        target.write_text(text.replace(mutant.old, mutant.new))
+    include = sysconfig.get_paths()["include"]
+    out = into / f"_native{sysconfig.get_config_var('EXT_SUFFIX')}"
+    cmd = ["gcc", *CFLAGS, f"-I{include}", str(into / "_native.c"), "-o", str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    return done.stderr.strip()[-400:] or "gcc failed" if done.returncode else None
+
+
+_RUN_TESTS = (
+    "import sys, pytest, services.ingest as pkg; pkg.__path__.insert(0, sys.argv[1]);"
+    "from services.ingest import _native; assert _native.__file__.startswith(sys.argv[1]);"
+    "sys.exit(pytest.main(sys.argv[2:]))"
+)
+
+
+def run_tests(folder: Path) -> int:
+    cmd = [sys.executable, "-c", _RUN_TESTS, str(folder), "-x", "-q", "-p", "no:cacheprovider",
+           *TESTS]  # fmt: skip
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, check=False).returncode
+
+
+def check(mutant: Mutant | None) -> str:
+    with tempfile.TemporaryDirectory(prefix="logops-cmut-") as tmp:
+        problem = build(mutant, Path(tmp))
+        if problem is not None:
+            return f"not built: {problem}"
+        return "survived" if run_tests(Path(tmp)) == 0 else "killed"
+
+
+def main(argv: list[str]) -> int:
+    chosen = [m for m in MUTANTS if not argv or m.id in argv]
+    unknown = sorted(set(argv) - {m.id for m in MUTANTS})
+    if unknown:
+        print(f"unknown mutants: {', '.join(unknown)}", file=sys.stderr)
+        return 2
+    baseline = check(None)
+    if baseline != "survived":
+        print(f"the unmutated build does not pass its tests: {baseline}", file=sys.stderr)
+        return 1
+    results: list[tuple[Mutant, str]] = []
+    for mutant in chosen:
+        start = time.monotonic()
+        outcome = check(mutant)
+        if outcome == "survived" and mutant.equivalent:
+            outcome = "equivalent"
+        results.append((mutant, outcome))
+        print(f"{mutant.id:<20} {outcome:<9} {time.monotonic() - start:5.0f} s  {mutant.why}",
+              flush=True)  # fmt: skip
+    killed = sum(outcome == "killed" for _, outcome in results)
+    equivalent = [m for m, outcome in results if outcome == "equivalent"]
+    print(f"\nC path: {killed} of {len(results) - len(equivalent)} hand-made mutants killed, "
+          f"{len(equivalent)} equivalent")  # fmt: skip
+    for mutant in equivalent:
+        print(f"  {mutant.id}: {mutant.equivalent}")
+    return 0 if killed + len(equivalent) == len(results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
