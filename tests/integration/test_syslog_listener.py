@@ -341,3 +341,37 @@ def test_logops_ingest_announces_its_syslog_ports_or_none(tmp_path: Path) -> Non
             time.sleep(0.05)
     with GatewayProcess([*base, "--no-syslog", "--sink-dir", str(tmp_path / "off")]) as gw:
         assert gw.listening["syslog_tcp"] is None and gw.listening["syslog_udp"] is None
+
+
+def test_out_of_descriptors_the_listener_waits_and_recovers(tmp_path: Path) -> None:
+    """At the process's descriptor limit accept() fails (EMFILE): the listener keeps
+    serving the connections it has and accepts again once descriptors are free."""
+    from clients.launcher import GatewayProcess
+
+    prlimit = shutil.which("prlimit")
+    if prlimit is None:
+        pytest.skip("prlimit (util-linux) not installed")
+    sink = tmp_path / "sink"
+    args = ["ingest", "--http-port", "0", "--grpc-port", "0", "--syslog-port", "0"]
+    gw = GatewayProcess([*args, "--sink-dir", str(sink)])
+    gw.args = [prlimit, "--nofile=96:96", *gw.args]
+    with gw:
+        started = time.monotonic()
+        host, port = str(gw.listening["syslog_tcp"]).rsplit(":", 1)
+        held = [socket.create_connection((host, int(port)), timeout=10) for _ in range(120)]
+        held[0].sendall(b"<13>Mar  2 04:05:06 web app: while full\n")
+        for sock in held:
+            sock.close()
+        deadline = time.monotonic() + 30
+        while not any(e.get("event") == "accept_failed" for e in gw.logs):
+            assert time.monotonic() < deadline, "the descriptor limit was never reached"
+            time.sleep(0.05)
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(b"<13>Mar  2 04:05:06 web app: after the limit\n")
+        while not any("after the limit" in r["msg"] for r in stored_lines(sink)):
+            assert time.monotonic() < deadline, "no connection accepted after the limit"
+            time.sleep(0.05)
+        # It stops watching the listener until its next tick (0.5 s), not spinning on it:
+        # one warning a tick at most, not a flood.
+        failed = sum(e.get("event") == "accept_failed" for e in gw.logs)
+        assert failed <= 2 + 2 * (time.monotonic() - started)

@@ -105,6 +105,7 @@ class SyslogServer:
         self._conns: dict[int, _Connection] = {}
         self._stopping = threading.Event()
         self._drain_until = 0.0
+        self._accepting = True
         self._thread: threading.Thread | None = None
         self._tcp: socket.socket | None = None
         self._udp: socket.socket | None = None
@@ -172,6 +173,7 @@ class SyslogServer:
             if now >= next_tick:
                 next_tick = now + TICK_SEC
                 self._close_idle(now)
+                self._resume_accepting()
 
     def _ready(self, key: selectors.SelectorKey) -> None:
         conn: _Connection | None = key.data
@@ -200,8 +202,12 @@ class SyslogServer:
                 sock, address = self._tcp.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as exc:  # EMFILE and friends: try again next turn
+            except OSError as exc:
+                # EMFILE and friends: the listener stays readable, so stop watching it
+                # until the next tick instead of spinning on it.
                 log.warning("syslog accept failed: %s", exc, extra={"event": "accept_failed"})
+                self._selector.unregister(self._tcp)
+                self._accepting = False
                 return
             if len(self._conns) >= self.cfg.max_connections:
                 sock.close()
@@ -214,6 +220,11 @@ class SyslogServer:
             self._conns[sock.fileno()] = conn
             self._selector.register(sock, selectors.EVENT_READ, conn)
             self._observer.connection_opened()
+
+    def _resume_accepting(self) -> None:
+        if not self._accepting and self._tcp is not None:
+            self._selector.register(self._tcp, selectors.EVENT_READ, None)
+            self._accepting = True
 
     def _read(self, conn: _Connection) -> None:
         try:
@@ -277,10 +288,7 @@ class SyslogServer:
     def _drain(self) -> None:
         """Stopping: no new connections; read what is buffered until the connections are
         quiet or the drain time is up, keeping every complete message."""
-        for sock in (self._tcp, self._udp):
-            if sock is not None:
-                self._selector.unregister(sock)
-                sock.close()
+        self._close_listeners()
         while self._conns and time.monotonic() < self._drain_until:
             if not self._handoff.has_room():
                 self._handoff.wait_room(0.05)
@@ -293,6 +301,16 @@ class SyslogServer:
                     self._read(key.data)
         for conn in list(self._conns.values()):
             self._finish(conn, "shutdown")
+
+    def _close_listeners(self) -> None:
+        if self._tcp is not None and self._accepting:
+            self._selector.unregister(self._tcp)
+        self._accepting = False
+        if self._udp is not None:
+            self._selector.unregister(self._udp)
+        for sock in (self._tcp, self._udp):
+            if sock is not None:
+                sock.close()
 
     def _finish(self, conn: _Connection, reason: str) -> None:
         """Close ``conn``, keeping an unterminated last line; a counted frame cut short
