@@ -92,7 +92,8 @@ _EXT = re.compile(rf" *(?:{_KEY}={_EXT_VALUE}(?: (?={_KEY}=)|\Z))*", re.DOTALL)
 _HEADER_UNESCAPE = re.compile(r"\\([|\\=%#])")
 _EXT_UNESCAPE = re.compile(r"\\([=\\nr])")
 _EXT_CHARS = {"=": "=", "\\": "\\", "n": "\n", "r": "\r"}
-_HEADER_SPECIAL = re.compile(r"[|\\\r\n]")
+_HEADER_SPECIAL = re.compile(r"[|\\\r\n\ud800-\udfff]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 _EXT_SPECIAL = re.compile(r"[=\\\r\n\ud800-\udfff]")
 _BAD_KEY = re.compile(r"[^A-Za-z0-9_.]")
 
@@ -201,7 +202,8 @@ def _header(value: object) -> str:
     if _HEADER_SPECIAL.search(text) is None:
         return text
     text = text.replace("\\", "\\\\").replace("|", "\\|")
-    return text.replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
+    text = text.replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
+    return _SURROGATE.sub("\ufffd", text)
 
 
 def _severity(rec: dict[str, Any]) -> str:
@@ -245,7 +247,7 @@ def _ext_value(text: str) -> str:
         return text
     text = text.replace("\\", "\\\\").replace("=", "\\=")
     text = text.replace("\r", "\\r").replace("\n", "\\n")
-    return re.sub(r"[\ud800-\udfff]", "\ufffd", text)
+    return _SURROGATE.sub("\ufffd", text)
 
 
 # -- sample ----------------------------------------------------------------------------

@@ -444,3 +444,13 @@ def test_numbers_are_read_only_from_ascii_digits() -> None:
     parsed = FMT.parse("CEF:0|a|b|c|d|e|3|dvcpid=\u00b2 seq=\u0661 spt=22")
     assert (parsed["pid"], parsed["seq"], parsed["spt"]) == ("\u00b2", "\u0661", "22")
     assert FMT.parse("CEF:0|a|b|c|d|e|3|dvcpid=4412 seq=7")["pid"] == 4412
+
+
+def test_lone_surrogates_never_reach_the_line() -> None:
+    bad = "a\ud800b\udfff"
+    keys = ("ts", "level", "msg", "host", "service", "pid", "msgid", "run_id", "stream")
+    rec: dict[str, Any] = {key: bad for key in keys}
+    rec |= {"device_vendor": bad, "event_name": bad, bad: bad, "sd": {bad: {bad: bad}}}
+    line = FMT.render(rec)
+    line.encode("utf-8")  # a lone surrogate would raise here, and in every transport
+    assert "a\ufffdb\ufffd" in line

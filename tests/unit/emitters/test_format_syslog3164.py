@@ -368,3 +368,13 @@ def test_ingest_normalises_3164_lines(monkeypatch: pytest.MonkeyPatch) -> None:
     ]
     assert out[0]["pid"] == 4412 and out[0]["syslog_facility"] == 4
     assert all(r["format"] == "syslog3164" for r in out)
+
+
+def test_lone_surrogates_never_reach_the_line() -> None:
+    bad = "a\ud800b\udfff"
+    keys = ("ts", "level", "msg", "host", "service", "pid", "msgid", "run_id", "stream")
+    rec: dict[str, Any] = {key: bad for key in keys}
+    rec |= {"device_vendor": bad, "event_name": bad, bad: bad, "sd": {bad: {bad: bad}}}
+    line = FMT.render(rec)
+    line.encode("utf-8")  # a lone surrogate would raise here, and in every transport
+    assert "a\ufffdb\ufffd" in line

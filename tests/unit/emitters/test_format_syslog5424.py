@@ -626,3 +626,13 @@ def test_ingest_normalises_5424_lines(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_timestamps_parse_as_ingest_reads_them() -> None:
     for ts in ("2003-08-24T05:14:15.000003-07:00", "2024-03-12T14:05:09Z"):
         assert normalise_ts(FMT.parse(f"<13>1 {ts} h a - - -")["ts"]) is not None
+
+
+def test_lone_surrogates_never_reach_the_line() -> None:
+    bad = "a\ud800b\udfff"
+    keys = ("ts", "level", "msg", "host", "service", "pid", "msgid", "run_id", "stream")
+    rec: dict[str, Any] = {key: bad for key in keys}
+    rec |= {"device_vendor": bad, "event_name": bad, bad: bad, "sd": {bad: {bad: bad}}}
+    line = FMT.render(rec)
+    line.encode("utf-8")  # a lone surrogate would raise here, and in every transport
+    assert "a\ufffdb\ufffd" in line
