@@ -375,3 +375,36 @@ def test_out_of_descriptors_the_listener_waits_and_recovers(tmp_path: Path) -> N
         # one warning a tick at most, not a flood.
         failed = sum(e.get("event") == "accept_failed" for e in gw.logs)
         assert failed <= 2 + 2 * (time.monotonic() - started)
+
+
+def test_a_dead_syslog_reader_fails_the_gateway_like_a_dead_front(
+    start_gateway: GatewayFactory,
+) -> None:
+    failed: list[bool] = []
+    gw = start_gateway()
+    gw._watch.on_failure = lambda: failed.append(True)
+    assert gw.syslog is not None
+    # The reader's selector closed under it: its next select() raises, the thread ends.
+    gw.syslog.server._selector.close()
+    deadline = time.monotonic() + 10
+    while gw.failure is None:
+        assert time.monotonic() < deadline, "the reader's death went unnoticed"
+        time.sleep(0.05)
+    assert gw.failure == "the syslog front stopped serving"
+    assert gw.core.readiness() == gw.failure
+    assert failed == [True]
+
+
+def test_the_listener_serves_ipv6_and_names_the_peer(start_gateway: GatewayFactory) -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 here")
+    try:
+        gw = start_gateway(**{"syslog.host": "::1", "syslog.batch_delay_ms": 10})
+    except OSError as exc:
+        pytest.skip(f"cannot bind ::1: {exc}")
+    assert gw.syslog_addresses is not None
+    assert gw.syslog_addresses.tcp_target.startswith("[::1]:")
+    with socket.create_connection(("::1", gw.syslog_addresses.tcp_port), timeout=10) as sock:
+        sock.sendall(b"<13>1 - - app - - - over IPv6\n")
+    (rec,) = wait_stored(gw, with_token("over IPv6"))
+    assert rec["host"] == "::1" and rec["format"] == "syslog5424"
