@@ -52,8 +52,10 @@ class CsvFormat(AppEvents):
 
     def looks_like(self, line: str) -> bool:
         # Seed rows start with a timestamp and carry a one-word level in the second field.
+        # The first field is a timestamp: at most one space ("2024-03-12 14:05:09"), so a
+        # syslog line whose message holds commas ("TS host app: a,b") is not taken.
         head, sep, rest = line.partition(",")
-        if not sep or not head[:1].isdigit():
+        if not sep or not head[:1].isdigit() or head.count(" ") > 1 or len(head) > 40:
             return False
         level, sep, _ = rest.partition(",")
         return bool(sep) and 0 < len(level) <= 16 and " " not in level
