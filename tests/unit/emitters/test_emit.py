@@ -78,10 +78,11 @@ def test_progress_lines_name_the_counters() -> None:
         StdoutTransport(io.BytesIO()),
         EmitOptions("e", batched=False),
     )
-    loop.run(progress=stderr_progress(out))
+    result = loop.run(progress=stderr_progress(out))
     assert "target" in out.getvalue()
     assert "sent 10" in out.getvalue()
-    assert "late 0" in out.getvalue()
+    # How many were late depends on the machine's load; the line says what the run counted.
+    assert f"late {result.late}" in out.getvalue()
 
 
 def test_a_closed_output_ends_the_run() -> None:
