@@ -278,3 +278,13 @@ def test_the_spool_imports_no_framework() -> None:
     forbidden = ("grpc", "falcon", "waitress", "prometheus_client", "logops")
     loaded = json.loads(out.stdout)
     assert [m for m in loaded if m.split(".")[0] in forbidden] == []
+
+
+def test_a_spool_holding_exactly_its_byte_bound_is_full(spools: Opener) -> None:
+    spool = spools()
+    put(spool, "a")
+    _, nbytes = spool.depth()
+    assert spool.is_usable() is None
+    exact = spools.reopen(spool, max_bytes=nbytes)
+    assert exact.depth()[1] == nbytes
+    assert exact.is_usable() == "spool full"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -190,3 +191,76 @@ def test_a_disk_that_fills_up_refuses_batches_whole_and_recovers_when_drained(
     reopened.open()
     assert ids(reopened.peek(10)) == ["after"]
     reopened.close()
+
+
+@pytest.mark.parametrize(
+    ("error", "named"),
+    [(OSError(errno.EIO, "Input/output error"), "Input/output error"), (OSError(), "OSError")],
+    ids=["strerror", "bare"],
+)
+def test_a_failed_write_is_named_until_the_folder_takes_writes_again(
+    spools: Opener, monkeypatch: pytest.MonkeyPatch, error: OSError, named: str
+) -> None:
+    spool = spools(durability="batch")
+    assert spool.is_usable() is None
+    real_write = os.write
+
+    def failing(*args: object) -> int:
+        raise error
+
+    monkeypatch.setattr(os, "write", failing)  # a disk that takes nothing
+    with pytest.raises(SpoolError) as refused:
+        put(spool, "b")
+    assert str(refused.value).endswith(f": {named}")
+    assert spool.is_usable() == f"last write failed: {named}"
+    monkeypatch.setattr(os, "write", real_write)
+    assert spool.is_usable() is None, "a probe write shows the folder works again"
+
+
+def test_a_record_set_aside_at_read_is_made_durable_unless_durability_is_none(
+    spools: Opener, fsyncs: FsyncLog
+) -> None:
+    umask = os.umask(0o022)
+    try:
+        _set_aside_in_every_mode(spools, fsyncs)
+    finally:
+        os.umask(umask)
+
+
+def _set_aside_in_every_mode(spools: Opener, fsyncs: FsyncLog) -> None:
+    for mode in ("batch", "interval", "none"):
+        spool = spools(durability=mode)
+        for bid in "abc":
+            put(spool, bid)
+        (seg,) = segments(spools.folder)
+        start, end = record_spans(seg)[1]
+        with seg.open("r+b") as fh:
+            fh.seek(end - 2)
+            fh.write(b"\x00\x01")
+        fsyncs.take()
+        assert ids(spool.peek(10)) == ["a", "c"]
+        kept = f"spool/quarantine/{seg.name}.{start:012d}.bad"
+        made_durable = [e for e in fsyncs.take() if e in (kept, "spool/quarantine")]
+        assert made_durable == ([] if mode == "none" else [kept, "spool/quarantine"]), mode
+        # A copy for a person to read, never a program to run.
+        assert stat.S_IMODE((spools.folder.parent / kept).stat().st_mode) == 0o644
+        spool.ack(spool.peek(10)[-1].seq)
+        spool.close()
+
+
+def test_start_up_repairs_are_durable_whatever_the_mode(spools: Opener, fsyncs: FsyncLog) -> None:
+    spool = spools(durability="none")
+    for bid in "abcde":
+        put(spool, bid)
+    spool.close()
+    (seg,) = segments(spools.folder)
+    spans = record_spans(seg)
+    for _start, end in (spans[1], spans[3]):
+        with seg.open("r+b") as fh:
+            fh.seek(end - 2)
+            fh.write(b"\x00\x01")
+    fsyncs.take()
+    assert ids(spools(durability="none").peek(10)) == ["a", "c", "e"]
+    kept = [f"spool/quarantine/{seg.name}.{start:012d}.bad" for start, _ in (spans[1], spans[3])]
+    repairs = [e for e in fsyncs.take() if e.startswith("spool/quarantine")]
+    assert repairs == [kept[0], "spool/quarantine", kept[1], "spool/quarantine"]
