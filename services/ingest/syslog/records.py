@@ -1,14 +1,14 @@
 """Turns received syslog messages into the records the Ingest core stores.
 
-Each message's format is detected (RFC 5424, RFC 3164 or the lenient ``syslog`` format)
-through the format registry, exactly as the core detects a raw line (see
-:func:`syslog_detection` for the two syslog formats), and the message is parsed here, in
-one tight loop: the core then gets plain records, which its C path writes without calling
-back into Python for the line. A message that fits no format, or that its format does not
-parse, goes to the core as a raw line instead, where it is kept whole as ``msg`` (format
-``text``): nothing is lost for its shape. The peer's address is the ``host`` of a record
-whose line names none. What is stored is byte for byte what the core stores for the same
-line pushed raw with that ``host`` (tested).
+Each message's format is detected (``syslog5424``, ``syslog3164``, ``cef`` behind a BSD
+header, the lenient ``syslog`` format, ...) through the format registry, exactly as the
+core detects a raw line, and the message is parsed here, in one tight loop: the core then
+gets plain records, which its C path writes without calling back into Python for the
+line. A message that fits no format, or that its format does not parse, goes to the core
+as a raw line instead, where it is kept whole as ``msg`` (format ``text``): nothing is
+lost for its shape. The peer's address is the ``host`` of a record whose line names none.
+What is stored is byte for byte what the core stores for the same line pushed raw with
+that ``host`` (tested).
 
 Timestamps and levels are put in canonical form here with the core's own functions
 (``normalise_ts``, ``canonical_level``), remembered for the batch: a sender writes the same
@@ -21,12 +21,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
-from emitters.formats import FORMATS, FormatError, LogFormat, detect_format
-from emitters.formats.syslog3164 import Syslog3164Format
-from emitters.formats.syslog5424 import Syslog5424Format
+from emitters.formats import FORMATS, FormatError, detect_format
 from services.common.model import Record
 from services.ingest.levels import canonical_level
 from services.ingest.syslog.handoff import Item
@@ -40,30 +38,12 @@ Detect = Callable[[str], str | None]
 Parse = Callable[[str], dict[str, Any]]
 
 
-def syslog_detection() -> tuple[Detect, Mapping[str, LogFormat]]:
-    """The registry's detection and formats, with ``syslog5424`` and ``syslog3164`` tried
-    first while the registry does not have them yet (both need a ``<PRI>`` and nothing
-    else the registry knows starts with one, so they take no line from another format)."""
-    extra = {f.name: f for f in (Syslog5424Format(), Syslog3164Format()) if f.name not in FORMATS}
-    if not extra:
-        return detect_format, FORMATS
-    first = tuple(extra.values())
-
-    def detect(line: str) -> str | None:
-        for fmt in first:
-            if fmt.looks_like(line):
-                return fmt.name
-        return detect_format(line)
-
-    return detect, {**FORMATS, **extra}
-
-
 class RecordBuilder:
     """Stateless once built: safe to share between threads."""
 
     def __init__(self) -> None:
-        self._detect, formats = syslog_detection()
-        self._parsers: dict[str, Parse] = {name: fmt.parse for name, fmt in formats.items()}
+        self._detect: Detect = detect_format
+        self._parsers: dict[str, Parse] = {name: fmt.parse for name, fmt in FORMATS.items()}
 
     def records(self, items: list[Item]) -> list[Record | None]:
         out: list[Record | None] = []
