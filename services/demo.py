@@ -223,7 +223,7 @@ def _start(tmp: Path) -> tuple[Stack, Signer]:
     keys, _ = ensure_keys(tmp / "keys")
     assert keys.auth_keys is not None and keys.client_secret is not None
     opts = StackOptions(
-        keys, str(keys.auth_keys), 0, 0, 0, 0,
+        keys, str(keys.auth_keys), 0, 0, ingest_syslog_port=0, auth_http_port=0, auth_grpc_port=0,
         sink_dir=str(tmp / "ingest"), spool_dir=str(tmp / "spool"), env=DEMO_ENV,
     )
     _say(f"Starting the Ingest Gateway and the Auth Gateway in front of it (free ports; "

@@ -98,6 +98,8 @@ class StackOptions:
     auth_keys_file: str | None
     ingest_http_port: int | None = None
     ingest_grpc_port: int | None = None
+    # Ingest's syslog listener (TCP and UDP; default 5514); 0 binds a free port.
+    ingest_syslog_port: int | None = None
     auth_http_port: int | None = None
     auth_grpc_port: int | None = None
     sink_dir: str | None = None
@@ -132,6 +134,7 @@ class Stack:
         args += _flags(
             ("--http-port", o.ingest_http_port if http_port is None else http_port),
             ("--grpc-port", o.ingest_grpc_port if grpc_port is None else grpc_port),
+            ("--syslog-port", o.ingest_syslog_port),
             ("--sink-dir", o.sink_dir),
         )
         self.ingest = ChildGateway(args, o.env, self._echo, self._echo_lock)
@@ -203,6 +206,7 @@ def options(args: Any, env: Mapping[str, str]) -> tuple[StackOptions, bool]:
         args.keys_file or (str(keys.auth_keys) if keys.auth_keys else None),
         ingest_http_port=args.ingest_http_port,
         ingest_grpc_port=args.ingest_grpc_port,
+        ingest_syslog_port=args.ingest_syslog_port,
         auth_http_port=args.auth_http_port,
         auth_grpc_port=args.auth_grpc_port,
         sink_dir=args.sink_dir,
@@ -284,6 +288,8 @@ def add_parser(sub: Any, func: Any) -> None:
                         help=f"{gateway.title()} HTTP port (default {http}; 0 picks one)")
         up.add_argument(f"--{gateway}-grpc-port", type=int, metavar="P",
                         help=f"{gateway.title()} gRPC port (default {grpc}; 0 picks one)")
+    up.add_argument("--ingest-syslog-port", type=int, metavar="P",
+                    help="Ingest's syslog port, TCP and UDP (default 5514; 0 picks one)")
     up.add_argument("--sink-dir", help="Ingest's NDJSON sink folder (default data/ingest)")
     up.add_argument("--spool-dir", help="the Auth Gateway's spool folder (default data/spool)")
     up.set_defaults(func=func)

@@ -340,7 +340,8 @@ def run_attack(
 
 def _fresh_gateway(stack: ExitStack, tmp: Path, n: int, extra: list[str]) -> GatewayProcess:
     sink = tmp / f"sink-hostile-{n}"
-    args = ["ingest", "--http-port", "0", "--grpc-port", "0", "--sink-dir", str(sink), *extra]
+    args = ["ingest", "--http-port", "0", "--grpc-port", "0", "--no-syslog"]
+    args += ["--sink-dir", str(sink), *extra]
     gw = GatewayProcess(args, cwd=str(ROOT)).start()
     stack.callback(gw.stop, 10.0)
     return gw

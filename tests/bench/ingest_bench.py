@@ -166,7 +166,7 @@ def log_problems(logs: list[dict[str, Any]]) -> dict[str, int]:
 
 
 def gateway_args(args: argparse.Namespace, sink: Path) -> list[str]:
-    out = ["ingest", "--http-port", "0", "--grpc-port", "0", "--sink-dir", str(sink)]
+    out = ["ingest", "--http-port", "0", "--grpc-port", "0", "--no-syslog", "--sink-dir", str(sink)]
     out += ["--durability", args.durability]
     return out + (["--config", args.config] if args.config else [])
 
