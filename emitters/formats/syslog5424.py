@@ -38,7 +38,7 @@ import dataclasses
 import random
 import re
 from functools import lru_cache
-from typing import Any
+from typing import Any, NoReturn
 
 from emitters.content import SERVICES, ContentOptions, app_record, hex_id, ipv4
 from emitters.formats.base import FormatError
@@ -67,7 +67,7 @@ _TS = (
 # SD-NAME: 1 to 32 of PRINTUSASCII except "=", SP, "]" and '"'.
 _NAME = r"[!#-<>-\\^-~]{1,32}"
 _VALUE = r'(?:[^"\\\]]|\\.)*'
-_ELEMENT = rf'\[({_NAME})((?: {_NAME}="{_VALUE}")*)\]'
+_ELEMENT = rf'\[{_NAME}(?: {_NAME}="{_VALUE}")*\]'
 _LINE = re.compile(
     rf"<(?P<pri>[0-9]{{1,3}})>1 (?P<ts>-|{_TS}) (?P<host>[!-~]{{1,255}}) "
     r"(?P<app>[!-~]{1,48}) (?P<pid>[!-~]{1,128}) (?P<msgid>[!-~]{1,32}) "
@@ -83,6 +83,13 @@ _NOT_NAME = re.compile(r"[^!#-<>-\\^-~]")
 _PRIVATE_ID = re.compile(r"[^@]{1,25}@[0-9]{1,6}")
 _VALUE_SPECIAL = re.compile(r'["\\\]\x00-\x1f\x7f\ud800-\udfff]')
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
+# ``level`` text, facility and severity of every PRI the grammar takes (1 to 3 digits,
+# leading zeros too, at most MAX_PRI), by its digits.
+_PRI_PARTS = {
+    f"{pri:0{width}d}": (f"<{pri:0{width}d}>", *divmod(pri, 8))
+    for pri in range(MAX_PRI + 1)
+    for width in (1, 2, 3)
+}
 
 
 class Syslog5424Format:
@@ -109,15 +116,17 @@ class Syslog5424Format:
         match = _LINE.fullmatch(line)
         if match is None:
             raise FormatError(_why_not(line))
-        rec = _read_header(match)
-        sd_text = match.group("sd")
+        # One call for every field (the only groups are the named ones): this runs
+        # once per message on the syslog listener.
+        pri, ts, host, app, pid, msgid, sd_text, msg = match.groups()
+        rec = _read_header(pri, ts, host, app, pid, msgid)
         if sd_text != "-":
             _read_sd(sd_text, rec)
-        msg = match.group("msg")
-        if msg and msg.startswith(_BOM):
-            msg = msg[1:]
         if msg:
-            rec["msg"] = msg
+            if msg[0] == _BOM:
+                msg = msg[1:]
+            if msg:
+                rec["msg"] = msg
         return rec
 
     def looks_like(self, line: str) -> bool:
@@ -128,26 +137,31 @@ class Syslog5424Format:
         return _sample(rng, opts, now)
 
 
-def _read_header(match: re.Match[str]) -> dict[str, Any]:
-    pri, ts = match.group("pri", "ts")
+def _read_header(pri: str, ts: str, host: str, app: str, pid: str, msgid: str) -> dict[str, Any]:
     rec: dict[str, Any] = {}
     if ts != "-":
         if not _real_date(ts[:10]):
             raise FormatError("RFC 5424 TIMESTAMP names a day that does not exist")
         rec["ts"] = ts
-    rec["level"] = f"<{pri}>"
+    parts = _PRI_PARTS.get(pri) or _bad_pri(pri)
+    rec["level"], rec["syslog_facility"], rec["syslog_severity"] = parts
+    if host != "-":
+        rec["host"] = host
+    if app != "-":
+        rec["service"] = app
+    if pid != "-":
+        rec["pid"] = int(pid) if pid.isdigit() and len(pid) < 19 else pid
+    if msgid != "-":
+        rec["msgid"] = msgid
+    return rec
+
+
+def _bad_pri(pri: str) -> NoReturn:
     try:
-        rec["syslog_facility"], rec["syslog_severity"] = split_pri(pri)
+        split_pri(pri)
     except ValueError as exc:
         raise FormatError(str(exc)) from None
-    for key, group in (("host", "host"), ("service", "app"), ("pid", "pid"), ("msgid", "msgid")):
-        value = match.group(group)
-        if value != "-":
-            rec[key] = value
-    pid = rec.get("pid")
-    if pid is not None and pid.isdigit() and len(pid) < 19:
-        rec["pid"] = int(pid)
-    return rec
+    raise AssertionError(f"PRI {pri} is in range but not in the table")
 
 
 def _why_not(line: str) -> str:
