@@ -115,6 +115,14 @@ MUTANTS = (
     Mutant("idtable-evict", "csrc/idtable.c", "if (t->count == t->max_ids) {",
            "if (t->count == t->max_ids + 1) {",
            "the idempotency index growing one past its cap"),
+    Mutant("records-int-sign", "csrc/records.c",
+           'if (n < 0 && PUT_LIT(&r->out, "-") < 0) {', 'if (n > 0 && PUT_LIT(&r->out, "-") < 0) {',
+           "a positive int field (a syslog pid, facility, severity) stored negative"),
+    Mutant("records-int-overflow", "csrc/records.c", "if (!overflow) {", "if (overflow >= 0) {",
+           "an int field from 2**63 to 2**64-1 stored as -1 instead of its value"),
+    Mutant("records-int-magnitude", "csrc/records.c",
+           "n < 0 ? 0 - (uint64_t)n : (uint64_t)n", "(uint64_t)n",
+           "a negative int field stored as a huge positive number"),
 )
 
 

@@ -222,6 +222,22 @@ put_value(Run *r, PyObject *v)
     if (v == Py_True || v == Py_False) {
         return (v == Py_True ? PUT_LIT(&r->out, "true") : PUT_LIT(&r->out, "false")) < 0 ? -1 : 1;
     }
+    if (PyLong_CheckExact(v)) {
+        /* Every int that fits 64 signed bits, in decimal as orjson writes it (a syslog
+         * record carries three: pid, facility, severity); bigger ones go to dumps,
+         * which writes up to 2**64-1 and refuses beyond. */
+        int overflow;
+        long long n = PyLong_AsLongLongAndOverflow(v, &overflow);
+        if (n == -1 && PyErr_Occurred()) {
+            return -1;
+        }
+        if (!overflow) {
+            if (n < 0 && PUT_LIT(&r->out, "-") < 0) {
+                return -1;
+            }
+            return put_u64(&r->out, n < 0 ? 0 - (uint64_t)n : (uint64_t)n) < 0 ? -1 : 1;
+        }
+    }
     /* Dumped one level down, as it sits in the stored line: orjson's nesting limit
      * then refuses exactly what it refuses in the Python path. */
     PyObject *boxed = PyTuple_Pack(1, v);

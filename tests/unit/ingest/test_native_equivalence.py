@@ -531,6 +531,11 @@ EDGE_RECORDS = [
     pytest.param({"level": "<191>", "msg": "pri"}, id="largest-pri-is-a-level"),
     pytest.param({"level": "", "syslog_severity": " 3 "}, id="syslog-severity-text-padded"),
     pytest.param({"n": 2**64}, id="field-int-over-64-bits-rejected-with-orjson-text"),
+    pytest.param(
+        {"a": -(2**63), "b": 2**63 - 1, "c": 2**63, "d": 2**64 - 1, "e": 0, "f": -1, "pid": 7},
+        id="field-ints-at-the-64-bit-edges",
+    ),
+    pytest.param({"n": -(2**63) - 1}, id="field-int-below-64-bits-rejected"),
     pytest.param({"msg": 2**70}, id="msg-int-over-64-bits-rejected"),
     pytest.param({"msg": "a\ud800"}, id="lone-surrogate-in-msg-rejected"),
     pytest.param({"\ud800": 1}, id="lone-surrogate-in-field-name-rejected"),
