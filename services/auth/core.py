@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import Any, Protocol
+from typing import Protocol
 
 import orjson
 
@@ -26,6 +26,7 @@ from services.auth.inspect import (
     WireFacts,
     json_facts,
     line_count,
+    load_json,
     log_batch_facts,
     log_batch_names,
     push_request_facts,
@@ -285,11 +286,13 @@ class AuthCore:
         """A JSON, NDJSON, CSV or text body: read only as far as its names and record
         count (a gRPC hop decodes it fully later, through ``decoded``)."""
         plain = decompress(req.body, req.content_encoding or None, self.limits.max_body_bytes)
-        facts, doc = _text_facts(kind, plain, meta)
+        facts = _text_facts(kind, plain, meta)
         body, encoding = req.body, req.content_encoding
         imposed = _imposed(key, facts.emitter or meta.get("emitter", ""))
         if imposed and facts.emitter:
             # The body names another emitter: only a re-encoded body can carry the key's.
+            doc = load_json(plain)
+            assert isinstance(doc, dict)  # a batch object: it names an emitter
             doc["emitter"] = imposed
             plain = orjson.dumps(doc)
             body, encoding = plain, ""
@@ -305,6 +308,15 @@ class AuthCore:
     # -- the spool ---------------------------------------------------------------------
 
     def _spool_push(self, payload: Payload, cause: Unavailable) -> PushResult:
+        if not payload.push_request and media_kind(payload.media_type) == "json":
+            # Its records were only skipped over (json_facts): before the client hears
+            # "stored", make sure Ingest will read the body (orjson is the stricter reader,
+            # of UTF-8 and numbers), so the spool never holds a batch Ingest must refuse.
+            load_json(
+                decompress(
+                    payload.body, payload.content_encoding or None, self.limits.max_body_bytes
+                )
+            )
         meta = dict(payload.meta)
         if payload.push_request:
             meta["push_request"] = "1"
@@ -405,12 +417,12 @@ def _new_batch_id() -> str:
     return "auth-" + uuid.uuid4().hex
 
 
-def _text_facts(kind: str, plain: bytes, meta: Mapping[str, str]) -> tuple[WireFacts, Any]:
+def _text_facts(kind: str, plain: bytes, meta: Mapping[str, str]) -> WireFacts:
     if kind == "json":
         return json_facts(plain)
     if kind in ("ndjson", "text"):
-        return WireFacts("", "", line_count(plain)), None
-    return WireFacts("", "", decode_body(kind, plain, meta).count()), None  # csv: quoting
+        return WireFacts("", "", line_count(plain))
+    return WireFacts("", "", decode_body(kind, plain, meta).count())  # csv: quoting
 
 
 def _decoder(kind: str, plain: bytes, meta: Mapping[str, str]) -> Callable[[], Batch]:

@@ -499,3 +499,43 @@ def test_a_refusal_made_by_a_front_is_counted_like_the_cores_own(parts: Any) -> 
     refused(TooLarge("message over the gRPC limit"))
     assert counts.reasons == ["too_large"]
     assert counts.calls == [("grpc", "RESOURCE_EXHAUSTED", 0.0, 0)]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'[{"msg": "caf\xe9"}]', b'{"records": [{"n": 1e400}]}', b'[{"msg": "a\\ud800b"}]'],
+    ids=["latin-1 byte", "number past a double", "lone surrogate"],
+)
+def test_json_ingest_cannot_read_is_never_spooled(parts: Any, body: bytes) -> None:
+    """The records are only skipped over on the way in; before a 202 the body is read as
+    Ingest reads it, so the spool never holds a batch Ingest would refuse."""
+    ingest, counts, make = parts
+    core = make()
+    ingest.fail = Unavailable("down", reason="downstream_unavailable")
+    request = AuthRequest(
+        "http", "rid", sign_headers(KEY, body, "application/json"), "application/json", "", body
+    )
+    with pytest.raises(BadRequest) as info:
+        core.handle(request)
+    assert info.value.message.startswith("body is not valid JSON: ")
+    assert counts.depth == (0, 0)
+
+
+def test_a_json_body_is_counted_without_building_its_records() -> None:
+    import gc
+
+    from services.auth.inspect import json_facts
+
+    records = [{"msg": str(i), "n": [i]} for i in range(500)]
+    body = orjson.dumps({"batch_id": "b", "records": records})
+    del records
+    gc.collect()
+    gc.disable()
+    try:
+        before = len(gc.get_objects())
+        facts = json_facts(body)
+        grown = len(gc.get_objects()) - before
+    finally:
+        gc.enable()
+    assert (facts.batch_id, facts.records) == ("b", 500)
+    assert grown < 50  # not one tracked object per record

@@ -90,9 +90,9 @@ def test_the_protobuf_runtime_refuses_what_the_reference_refuses() -> None:
 def test_json_facts_read_names_and_count_without_the_records() -> None:
     from services.auth.inspect import json_facts, line_count
 
-    facts, _doc = json_facts(b'{"batch_id":"b","emitter":"e","records":[{},{"fields":{}}]}')
+    facts = json_facts(b'{"batch_id":"b","emitter":"e","records":[{},{"fields":{}}]}')
     assert (facts.batch_id, facts.emitter, facts.records) == ("b", "e", 2)
-    assert json_facts(b"[1, 2, 3]")[0].records == 3
+    assert json_facts(b"[1, 2, 3]").records == 3
     for bad in (b"{", b'{"records": 1}', b'"x"', b'{"records": [], "emitter": 5}'):
         with pytest.raises(BadRequest):
             json_facts(bad)
@@ -118,7 +118,7 @@ def test_a_json_body_that_cannot_be_read_is_refused_saying_why() -> None:
 def test_a_json_batch_without_names_names_nothing() -> None:
     from services.auth.inspect import json_facts
 
-    facts, _ = json_facts(b'{"records": [{}]}')
+    facts = json_facts(b'{"records": [{}]}')
     assert (facts.batch_id, facts.emitter, facts.records) == ("", "", 1)
 
 
