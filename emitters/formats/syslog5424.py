@@ -137,6 +137,13 @@ class Syslog5424Format:
         return _sample(rng, opts, now)
 
 
+def structured_data(line: str) -> str | None:
+    """The STRUCTURED-DATA text (``-`` for none) of a line that follows the grammar, else
+    None; the line may still be refused for its date, PRI or a repeated SD-ID."""
+    match = _LINE.fullmatch(line)
+    return None if match is None else match.group("sd")
+
+
 def _read_header(pri: str, ts: str, host: str, app: str, pid: str, msgid: str) -> dict[str, Any]:
     rec: dict[str, Any] = {}
     if ts != "-":

@@ -8,7 +8,9 @@
  *   as strictly as orjson / upb and read the batch's metadata; Engine.normalise_json()
  *   and Engine.normalise_wire() then turn its records into lines without building a
  *   Python object per field;
- * - Engine.normalise_dicts() takes records that were decoded in Python (CSV, NDJSON).
+ * - Engine.normalise_dicts() takes records that were decoded in Python (CSV, NDJSON);
+ * - syslog5424() reads a received RFC 5424 message into the record the syslog5424 format
+ *   parses from it, for the syslog listener (lines without structured data only).
  *
  * A record off the common path (a raw line, an alias standing in for ts/level/msg, a
  * field named like a fixed key, a duplicate name, a value of an odd type, a message
@@ -41,6 +43,7 @@
 #include "csrc/flat.c"
 #include "csrc/json.c"
 #include "csrc/idtable.c"
+#include "csrc/syslog.c"
 
 /* ------------------------------------------------------------------ Engine methods */
 
@@ -483,6 +486,9 @@ static PyMethodDef module_methods[] = {
      "scan_json(body) -> (batch_id, emitter, scenario_id, run_id, format, count, start, end) or None"},
     {"scan_wire", scan_wire, METH_VARARGS,
      "scan_wire(body, request) -> (batch_id, emitter, scenario_id, run_id, count) or None"},
+    {"syslog5424", syslog5424, METH_O,
+     "syslog5424(frame) -> the syslog5424 record of an RFC 5424 line without structured data, "
+     "or None"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -525,7 +531,8 @@ PyInit__native(void)
     }
     NEEDS_ESCAPE['"'] = NEEDS_ESCAPE['\\'] = 1;
     index_key_kinds();
-    if (intern_all() < 0 || PyType_Ready(&EngineType) < 0 || PyType_Ready(&IdTableType) < 0) {
+    if (intern_all() < 0 || syslog_intern() < 0 || PyType_Ready(&EngineType) < 0 ||
+        PyType_Ready(&IdTableType) < 0) {
         return NULL;
     }
     PyObject *m = PyModule_Create(&native_module);

@@ -9,19 +9,26 @@ stores the same bytes: the C code decides only what it can decide exactly as
 ``normalize.py`` does and hands every other record, value or message back to it. It
 also reads JSON and protobuf bodies itself (``json_batch``/``wire_batch``), so the
 common records never become Python objects.
+
+For the syslog listener, :func:`syslog5424_parser` gives the C reader of RFC 5424 lines
+without structured data (the common shape of ``loggen`` and most relays);
+:func:`syslog5424_reference` is the same function in Python.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from types import ModuleType
 from typing import Any
 
 import orjson
 
+from emitters.formats import FORMATS, FormatError
+from emitters.formats.syslog5424 import structured_data
 from services.common.codecs import load_record
 from services.common.config import PiiConfig
-from services.common.model import Batch, MissingCounts, Rejection
+from services.common.model import Batch, MissingCounts, Record, Rejection
 from services.ingest.levels import ALIASES, LEVELS, canonical_level
 from services.ingest.normalize import (
     FIXED_KEYS,
@@ -45,15 +52,39 @@ _MASK_MODES = {"off": 0, "mask": 1, "hash": 2}
 _META = ("emitter", "scenario_id", "run_id")
 
 
-def make_normaliser(
-    pii: PiiConfig, max_record_bytes: int, native: bool = True
-) -> BatchNormaliser:
+def make_normaliser(pii: PiiConfig, max_record_bytes: int, native: bool = True) -> BatchNormaliser:
     """The C-backed normaliser when it is built and applies, else the Python one."""
     python = Normaliser(pii, max_record_bytes)
     # Masking fields other than msg is opt-in and rare: left to Python.
     if native and AVAILABLE and not python.pii_fields:
         return NativeNormaliser(python)
     return python
+
+
+def syslog5424_parser() -> Callable[[bytes], Record | None] | None:
+    """``_native.syslog5424`` when the extension is built (see
+    :func:`syslog5424_reference`), else None."""
+    if _native is None:
+        return None
+    parser: Callable[[bytes], Record | None] = _native.syslog5424
+    return parser
+
+
+def syslog5424_reference(frame: bytes) -> Record | None:
+    """What ``_native.syslog5424`` gives, in Python: the record the ``syslog5424`` format
+    parses from a received message (strict UTF-8, trailing CR and LF removed) whose
+    structured data is ``-``; None for any other message, which the listener then
+    detects and parses as before."""
+    try:
+        line = frame.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError:
+        return None
+    if structured_data(line) != "-":
+        return None
+    try:
+        return FORMATS["syslog5424"].parse(line)
+    except FormatError:
+        return None
 
 
 def scan_wire(body: bytes, request: bool) -> tuple[str, str, str, str, int] | None:

@@ -32,6 +32,7 @@ TESTS = [
     "tests/unit/ingest/test_native_api.py",
     "tests/unit/ingest/test_native_bodies.py",
     "tests/unit/ingest/test_native_equivalence.py",
+    "tests/unit/ingest/test_native_syslog.py",
     "tests/unit/ingest/test_batch_index.py",
 ]
 CFLAGS = ["-O1", "-shared", "-fPIC", "-w"]
@@ -123,6 +124,30 @@ MUTANTS = (
     Mutant("records-int-magnitude", "csrc/records.c",
            "n < 0 ? 0 - (uint64_t)n : (uint64_t)n", "(uint64_t)n",
            "a negative int field stored as a huge positive number"),
+    Mutant("syslog-pri-max", "csrc/syslog.c", "L->pri > 191", "L->pri > 192",
+           "a syslog line with PRI 192 stored as parsed instead of as the core reads it"),
+    Mutant("syslog-leap", "csrc/syslog.c", "year % 100 != 0)", "year % 100 != 1)",
+           "29 February 1900 taken as a real day in an RFC 5424 TIMESTAMP"),
+    Mutant("syslog-fraction", "csrc/syslog.c", "i - start > 6", "i - start > 7",
+           "an RFC 5424 TIMESTAMP with 7 fractional digits taken"),
+    Mutant("syslog-field-limit", "csrc/syslog.c", "i >= 1 && i <= max && i < n", "i >= 1 && i < n",
+           "a HOSTNAME of 256 characters taken"),
+    Mutant("syslog-pid-digits", "csrc/syslog.c", "if (pid && n < 19", "if (pid && n < 20",
+           "a 19-digit PROCID stored as a number instead of text"),
+    Mutant("syslog-bom", "csrc/syslog.c", "if (n - msg >= 3 && memcmp",
+           "if (n - msg >= 4 && memcmp",
+           "a MSG that is only the UTF-8 BOM stored as a message"),
+    Mutant("syslog-sd", "csrc/syslog.c", "(i + 1 < n && s[i + 1] != ' ')",
+           "(i + 1 < n && s[i + 1] == '[')",
+           "a line whose STRUCTURED-DATA is '-x' taken, its MSG cut"),
+    Mutant("syslog-utf8", "csrc/syslog.c", "!utf8_valid(s + line.msg, n - line.msg)",
+           "!utf8_valid(s + line.msg, n - line.msg - 1)",
+           "a message ending in a byte that is not UTF-8 raises instead of being read in Python"),
+    Mutant("syslog-strip", "csrc/syslog.c", "(s[n - 1] == '\\n' || s[n - 1] == '\\r')",
+           "(s[n - 1] == '\\n')",
+           "a trailing CR kept in the message"),
+    Mutant("syslog-offset-hour", "csrc/syslog.c", "num2(s + i + 1) <= 23", "num2(s + i + 1) <= 24",
+           "an RFC 5424 TIMESTAMP with offset +24:00 taken"),
 )
 
 

@@ -10,6 +10,12 @@ lost for its shape. The peer's address is the ``host`` of a record whose line na
 What is stored is byte for byte what the core stores for the same line pushed raw with
 that ``host`` (tested).
 
+An RFC 5424 message without structured data (``loggen``'s, most relays') is read by the
+C extension straight from its bytes, into the record the ``syslog5424`` format parses
+from it (:func:`services.ingest.native.syslog5424_parser`; no other format claims a line
+that starts ``<PRI>1 ``); every other message, and every message when the extension is
+not built, is decoded, detected and parsed in Python.
+
 Timestamps and levels are put in canonical form here with the core's own functions
 (``normalise_ts``, ``canonical_level``), remembered for the batch: a sender writes the same
 second and the same ``<PRI>`` over and over, and the C path then takes the values as they
@@ -27,6 +33,7 @@ from typing import Any
 from emitters.formats import FORMATS, FormatError, detect_format
 from services.common.model import Record
 from services.ingest.levels import canonical_level
+from services.ingest.native import syslog5424_parser
 from services.ingest.syslog.handoff import Item
 from services.ingest.timeparse import normalise_ts
 
@@ -36,21 +43,54 @@ _UNSEEN: Any = object()
 
 Detect = Callable[[str], str | None]
 Parse = Callable[[str], dict[str, Any]]
+Fast = Callable[[bytes], Record | None]
+FAST_FORMAT = "syslog5424"
 
 
 class RecordBuilder:
-    """Stateless once built: safe to share between threads."""
+    """Stateless once built: safe to share between threads. ``native=False`` reads every
+    message in Python."""
 
-    def __init__(self) -> None:
+    def __init__(self, native: bool = True) -> None:
         self._detect: Detect = detect_format
         self._parsers: dict[str, Parse] = {name: fmt.parse for name, fmt in FORMATS.items()}
+        self._fast: Fast | None = syslog5424_parser() if native else None
 
     def records(self, items: list[Item]) -> list[Record | None]:
         out: list[Record | None] = []
         canon = _Canonical(int(time.time() * 1000))
+        fast = self._fast
         for host, _, frames in items:
-            lines = [f.decode("utf-8", "replace") for f in frames]
-            out += _parsed(lines, host, canon, self._detect, self._parsers)
+            if fast is None:
+                lines = [f.decode("utf-8", "replace") for f in frames]
+                out += _parsed(lines, host, canon, self._detect, self._parsers)
+            else:
+                out += self._fast_first(frames, host, canon, fast)
+        return out
+
+    def _fast_first(
+        self, frames: list[bytes], host: str, canon: _Canonical, fast: Fast
+    ) -> list[Record | None]:
+        """``frames`` through ``fast``; what it leaves (None) through :func:`_parsed`."""
+        out: list[Record | None] = []
+        taken: list[Record] = []
+        left: list[tuple[int, str]] = []
+        for frame in frames:
+            rec = fast(frame)
+            if rec is None:
+                left.append((len(out), frame.decode("utf-8", "replace")))
+                out.append(None)
+                continue
+            if "host" not in rec:
+                rec["host"] = host
+            rec["format"] = FAST_FORMAT
+            out.append(rec)
+            taken.append(rec)
+        _canonicalise(taken, canon)
+        if left:
+            done = _parsed([line for _, line in left], host, canon, self._detect, self._parsers)
+            for (at, _), rec in zip(left, done, strict=True):
+                out[at] = rec
         return out
 
 
