@@ -135,3 +135,126 @@ def lines_for(
     run_id: str | None = None,
 ) -> list[dict[str, Any]]:
     return [stored_line(run_id or rf.run_id, emitter, stream, s, at) for s in seqs]
+
+
+HOSTILE = "<img src=x onerror=\"document.title='pwned'\"></script><!--\u2028&amp;"
+
+
+def write_finished_run(run_dir: Path, emitters: Iterable[str], seconds: int = 30) -> None:
+    """summary.json and timeline.jsonl of a finished run, with rejections and a verify
+    account, as ``logops scenario run`` writes them."""
+    names = list(emitters)
+    rows = []
+    for t in range(seconds):
+        for i, name in enumerate(names):
+            target = 100.0 * (i + 1) + (50.0 if 10 <= t < 20 else 0.0)
+            rejected = {"rate_limited": 3, HOSTILE: 1} if t % 7 == 3 else {}
+            rows.append(
+                {
+                    "t": t,
+                    "emitter": name,
+                    "target_eps": target,
+                    "sent": target - (t % 3),
+                    "accepted": target - 4,
+                    "rejected": rejected,
+                    "late": 0,
+                    "failed": 0,
+                    "rtt_ms": None if t == 5 else {"p50": 2.0 + i, "p95": 5.0 + t % 4, "p99": 9.5},
+                }
+            )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with (run_dir / "timeline.jsonl").open("w") as fh:
+        fh.writelines(json.dumps(row) + "\n" for row in rows)
+        fh.write('{"t": 31, "emitter": "torn", "sen')
+    per = {
+        name: {
+            "sent": 3000,
+            "accepted": 2990,
+            "rejected": 10,
+            "failed": 0,
+            "late": 2,
+            "rate_error_pct": 0.4,
+            "target_eps": 100.0,
+            "achieved_eps": 99.6,
+            "rejected_by_reason": {"rate_limited": 8, HOSTILE: 2},
+        }
+        for name in names
+    }
+    summary = {
+        "run_id": run_dir.name,
+        "scenario": "spike" + HOSTILE,
+        "started_at": T0,
+        "duration_sec": float(seconds),
+        "exit_code": 1,
+        "totals": {
+            "sent": 3000 * len(names),
+            "accepted": 2990 * len(names),
+            "rejected": 10,
+            "failed": 0,
+            "late": 2,
+            "rate_error_pct": 0.4,
+        },
+        "emitters": per,
+        "verify": {
+            "run_id": run_dir.name,
+            "sink_dir": "data/ingest",
+            "ok": False,
+            "exit_code": 1,
+            "files_read": 2,
+            "totals": {
+                "acknowledged": 2990,
+                "stored": 2989,
+                "missing": 1,
+                "duplicated": 0,
+                "unexpected": 0,
+                "out_of_order": 0,
+                "delivered_ratio": 2989 / 2990,
+                "latency_ms": {"count": 2989, "p50": 4, "p95": 9, "p99": 12, "max": 40},
+            },
+            "streams": [
+                {
+                    "emitter": name,
+                    "stream": name + "#0",
+                    "acknowledged": 2990,
+                    "stored": 2989,
+                    "missing": 1,
+                    "duplicated": 0,
+                    "unexpected": 0,
+                    "out_of_order": 0,
+                    "latency_ms": None,
+                    "missing_ranges": [[17, 17]],
+                }
+                for name in names
+            ],
+        },
+        "expectations": [
+            {
+                "expr": "lost == 0",
+                "metric": "lost",
+                "op": "==",
+                "threshold": 0,
+                "actual": 1,
+                "ok": False,
+                "note": "logops verify",
+            },
+            {
+                "expr": "rate_error_pct < 2",
+                "metric": "rate_error_pct",
+                "op": "<",
+                "threshold": 2,
+                "actual": 0.4,
+                "ok": True,
+                "note": "",
+            },
+            {
+                "expr": "alert " + HOSTILE,
+                "metric": "alert",
+                "op": "",
+                "threshold": 0,
+                "actual": None,
+                "ok": None,
+                "note": "alerts are not checked yet " + HOSTILE,
+            },
+        ],
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary))
