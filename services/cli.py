@@ -302,6 +302,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_emit_parser(sub)
 
+    from emitters.verify_cli import add_parser as add_verify_parser
+
+    add_verify_parser(sub)
+
     hk = sub.add_parser("housekeeping", help="delete or archive sink files past retention")
     _add_config_flag(hk)
     hk.add_argument("--sink-dir")
