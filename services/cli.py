@@ -306,6 +306,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_verify_parser(sub)
 
+    from emitters.report_cli import add_parser as add_report_parser
+
+    add_report_parser(sub)
+
     hk = sub.add_parser("housekeeping", help="delete or archive sink files past retention")
     _add_config_flag(hk)
     hk.add_argument("--sink-dir")
