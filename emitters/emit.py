@@ -153,6 +153,26 @@ class Progress:
 ProgressFn = Callable[[Progress], None]
 
 
+@dataclass(frozen=True, slots=True)
+class SendReport:
+    """One send as it went: when it started (Unix seconds), how long it took, which
+    events it carried (``first_seq`` and ``count``), how late it went, and what came
+    back: the transport's result, or the exception it raised (counted by the loop)."""
+
+    started: float
+    rtt_sec: float
+    first_seq: int
+    count: int
+    lateness_sec: float
+    result: PushResult | None = None
+    error: BaseException | None = None
+
+
+# Told of every send once its outcome is known (the scenario runner's sends.jsonl); it is
+# called on the loop's thread, so it must be quick.
+SendObserver = Callable[[SendReport], None]
+
+
 class RetryCounter:
     """The sleep a retrying transport calls between attempts, counting them."""
 
@@ -181,8 +201,10 @@ class EmitLoop:
         *,
         transport_name: str = "",
         retries: RetryCounter | None = None,
+        observer: SendObserver | None = None,
     ) -> None:
         self.source, self.schedule, self.transport, self.opts = source, schedule, transport, opts
+        self.observer = observer
         acc = source.accounting
         self.result = EmitResult(
             run_id=acc.run_id,
@@ -289,8 +311,36 @@ class EmitLoop:
         res.sent += count
         res.batches += 1
         res.lateness.add(lateness, count)
+        started, t0 = time.time(), time.monotonic()
         try:
             outcome = self.transport.send(batch)
+        except BaseException as exc:
+            self._tell(started, t0, first, count, lateness, None, exc)
+            self._count_error(exc, count)
+            return
+        self._tell(started, t0, first, count, lateness, outcome, None)
+        self._count(outcome, count)
+
+    def _tell(
+        self,
+        started: float,
+        t0: float,
+        first: int,
+        count: int,
+        lateness: float,
+        outcome: PushResult | None,
+        error: BaseException | None,
+    ) -> None:
+        if self.observer is not None:
+            seq = self.source.seq(first)
+            rtt = time.monotonic() - t0
+            self.observer(SendReport(started, rtt, seq, count, lateness, outcome, error))
+
+    def _count_error(self, error: BaseException, count: int) -> None:
+        """Count a send that raised; re-raise what the loop must not swallow."""
+        res = self.result
+        try:
+            raise error
         except LogOpsError as exc:
             if exc.mapping.retryable:
                 res.failed += count
@@ -312,8 +362,6 @@ class EmitLoop:
             res.rejected += count
             res.rejections["invalid_record"] += count
             log.warning("batch not sent: %s", exc, extra={"event": "emit_unsendable"})
-            return
-        self._count(outcome, count)
 
     def _count(self, outcome: PushResult, count: int) -> None:
         res = self.result

@@ -302,6 +302,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_emit_parser(sub)
 
+    from emitters.scenario_cli import add_parser as add_scenario_parser
+
+    add_scenario_parser(sub)
+
     from emitters.verify_cli import add_parser as add_verify_parser
 
     add_verify_parser(sub)
