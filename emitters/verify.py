@@ -14,9 +14,10 @@ Per stream (one emitter instance's ``seq`` space):
   arrive, a seq nobody sent): not loss, shown so it is not hidden.
 - ``out_of_order``: first copies whose seq is below the previous first copy's seq in ingest
   order (file order: day, rotation suffix, line), one per such step back.
-- ``latency_ms``: ``ingest_ts`` minus the ``t`` of the send that carried the seq, over first
-  copies, as whole milliseconds (``ingest_ts`` has millisecond resolution): p50, p95, p99
-  (nearest rank) and max.
+- ``latency_ms``: ``ingest_ts`` minus the ``t`` of the first send that carried the seq (a
+  batch sent again, answered ``duplicate``, was stored the first time), over first copies,
+  as whole milliseconds (``ingest_ts`` has millisecond resolution): p50, p95, p99 (nearest
+  rank) and max.
 
 ``delivered_ratio`` = delivered / acknowledged (null when nothing was acknowledged). The
 verdict fails (exit 1) on any missing or duplicated record.
@@ -256,8 +257,9 @@ class _Stream:
         self.seqs = SeqTable()
         self.acc = StreamAccount(emitter=emitter, stream=stream)
         self.latency: Counter[int] = Counter()
-        self._batches: list[tuple[int, int, float]] = []
-        self._sorted = True
+        # first_seq -> (end, t) of the earliest send starting there; sorted on first use.
+        self._sends: dict[int, tuple[int, float]] = {}
+        self._batches: list[tuple[int, int, float]] | None = None
         self._last = -1
         self._hit: tuple[int, int, float] = (0, 0, 0.0)
         self._clock = _IngestClock()
@@ -282,9 +284,9 @@ class _Stream:
                 self.seqs.set_state(seq, UNACKED)
                 self.acc.acknowledged -= 1
         if count:
-            if self._batches and first < self._batches[-1][0]:
-                self._sorted = False
-            self._batches.append((first, first + count, float(t)))
+            end, t0 = self._sends.get(first, (first + count, float(t)))
+            self._sends[first] = (max(end, first + count), min(t0, float(t)))
+            self._batches = None
 
     def store(self, seq: int, line: dict[str, Any]) -> None:
         state, copies = self.seqs.store(seq)
@@ -309,9 +311,8 @@ class _Stream:
         lo, hi, t = self._hit
         if lo <= seq < hi:
             return t
-        if not self._sorted:
-            self._batches.sort()
-            self._sorted = True
+        if self._batches is None:
+            self._batches = sorted((f, end, t) for f, (end, t) in self._sends.items())
         batches = self._batches
         left, right = 0, len(batches)
         while left < right:

@@ -48,6 +48,20 @@ def test_everything_stored_once_is_ok_with_exact_latency(tmp_path: Path) -> None
     assert json.loads(json.dumps(report.to_dict()))["totals"]["missing"] == 0
 
 
+def test_latency_counts_from_the_first_send_of_a_batch(tmp_path: Path) -> None:
+    rf, stream = _one_stream(tmp_path, batches=2)
+    # Batch 1 sent again 30 s later: answered "duplicate", stored the first time.
+    rf.send("web", stream, 100, 100, outcome="duplicate", t=T0 + 31)
+    write_sink(rf.sink_dir / f"{DAY}.ndjson", lines_for(rf, "web", stream, range(100), T0 + 0.007))
+    write_sink(
+        rf.sink_dir / f"{DAY}.ndjson", lines_for(rf, "web", stream, range(100, 200), T0 + 1.009)
+    )
+    report = verify_run(rf.write(), rf.sink_dir)
+    lat = report.totals.latency_ms
+    assert lat is not None and (lat.count, lat.p50, lat.max) == (200, 7, 9)
+    assert report.totals.acknowledged == 200 and report.ok
+
+
 def test_missing_records_are_loss_with_their_ranges(tmp_path: Path) -> None:
     rf, stream = _one_stream(tmp_path)
     kept = [s for s in range(500) if not (10 <= s <= 19 or s == 40 or s >= 498)]
