@@ -144,7 +144,10 @@ def _fmt(value: object) -> str:
     num = _num(value)
     if num is None:
         return "-" if value is None else _e(value)
-    return f"{num:,.0f}" if num.is_integer() else f"{num:,.2f}"
+    if num.is_integer() or abs(num) >= 1e5:
+        return f"{num:,.0f}"
+    # Six significant digits: a ratio of 0.9985 must not read as 1.00 beside ">= 0.999".
+    return f"{num:,.6g}"
 
 
 def _header(summary: dict[str, Any], run_id: str, scenario: str) -> str:

@@ -122,6 +122,8 @@ def test_tables_say_ok_failed_and_not_checked(tmp_path: Path) -> None:
     assert '<td class="ok">ok</td>' in page
     assert '<td class="unchecked">not checked</td>' in page
     assert "delivered ratio 99.967%" in page
+    # Ratios keep their digits: 0.9985 against ">= 0.999" does not show as 1.00.
+    assert "<td>0.9985</td>" in page and "<td>99.6</td>" in page and "<td>12,345,679</td>" in page
     assert '<span class="verdict failed">failed</span>' in page
 
 
