@@ -41,6 +41,9 @@ ACK_OUTCOMES = frozenset({"accepted", "partial", "spooled", "duplicate"})
 NACK_OUTCOMES = frozenset({"rejected", "failed"})
 DEFAULT_SINK_DIR = Path("data/ingest")
 MISSING_RANGES = 5
+# No batch or chunk comes near this; a line claiming more is not a send (and would cost a
+# byte per record claimed).
+MAX_SEND_COUNT = 10_000_000
 # Sink files of days that ended this long before the run started cannot hold its lines.
 _DAY_MARGIN_SEC = 86_400 + 3_600
 
@@ -270,6 +273,8 @@ class _Stream:
         outcome = send["outcome"]
         if type(first) is not int or type(count) is not int or first < 0 or count < 0:
             raise ValueError("first_seq and count must be integers >= 0")
+        if count > MAX_SEND_COUNT:
+            raise ValueError(f"a send of more than {MAX_SEND_COUNT} records")
         if not isinstance(t, int | float) or outcome not in ACK_OUTCOMES | NACK_OUTCOMES:
             raise ValueError("bad t or outcome")
         rejected = [s for s in send.get("rejected_seqs") or () if type(s) is int]

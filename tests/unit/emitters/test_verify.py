@@ -259,11 +259,13 @@ def test_unreadable_send_lines_are_counted(tmp_path: Path) -> None:
         fh.write(
             '{"t": 1, "emitter": "web", "stream": "web#0", "first_seq": -4, "count": 1, '
             '"outcome": "accepted"}\n{"t": 1, "emitter": "web", "stream": "web#0", '
-            '"first_seq": 100, "count": 5, "outcome": "lost"}\n{"t": 1.5, "emit'
+            '"first_seq": 100, "count": 5, "outcome": "lost"}\n'
+            '{"t": 1, "emitter": "web", "stream": "web#0", "first_seq": 0, '
+            '"count": 1000000000000, "outcome": "accepted"}\n{"t": 1.5, "emit'
         )
     write_sink(rf.sink_dir / f"{DAY}.ndjson", lines_for(rf, "web", stream, range(100)))
     report = verify_run(run_dir, rf.sink_dir)
-    assert report.bad_send_lines == 3
+    assert report.bad_send_lines == 4
     assert report.totals.acknowledged == 100 and report.ok
 
 
