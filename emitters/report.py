@@ -32,7 +32,8 @@ MAX_POINTS = 1200
 _TOTAL_KEYS = ("sent", "accepted", "rejected", "failed", "late", "rate_error_pct")
 _EMITTER_KEYS = ("target_eps", "achieved_eps", "sent", "accepted", "rejected", "failed", "late")
 _STREAM_KEYS = ("acknowledged", "stored", "missing", "duplicated", "unexpected", "out_of_order")
-_PERCENTILES = ("p50", "p95", "p99")
+# How each percentile's line is drawn: p95 solid, p50 dotted, p99 dashed.
+_PERCENTILES = {"p50": "dot", "p95": "", "p99": "dash"}
 
 
 class ReportInputError(Exception):
@@ -267,7 +268,8 @@ def _verify(report: object) -> str:
     )
     rows = [_stream_row(s) for s in _list(report.get("streams")) if isinstance(s, dict)]
     rows.append(["total", "", *_stream_cells(totals), ""])
-    cols = ("emitter", "stream", *_STREAM_KEYS, "latency p50/p95/p99/max ms", "missing seqs")
+    heads = (key.replace("_", " ") for key in _STREAM_KEYS)
+    cols = ("emitter", "stream", *heads, "latency ms p50 / p95 / p99 / max", "missing seqs")
     return head + _table(cols, rows, names=2, text=len(cols) - 1)
 
 
@@ -292,16 +294,16 @@ def _stream_row(acc: dict[str, Any]) -> list[str]:
 
 def charts(timeline: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The three charts' series from the timeline rows: ``{id, title, unit, empty,
-    series: [{name, color, dash, points: [[t, value or null], ...]}]}``."""
+    series: [{name, color, dash ("", "dash" or "dot"), points: [[t, value or null], ...]}]}``."""
     emitters = list(dict.fromkeys(row["emitter"] for row in timeline))
     eps: list[dict[str, Any]] = []
     rtt: list[dict[str, Any]] = []
     for color, name in enumerate(emitters):
         rows = [row for row in timeline if row["emitter"] == name]
-        eps.append(_series(f"{name} target", color, True, rows, lambda r: r.get("target_eps")))
-        eps.append(_series(f"{name} achieved", color, False, rows, lambda r: r.get("sent")))
-        for p in _PERCENTILES:
-            rtt.append(_series(f"{name} {p}", color, p != "p95", rows, _rtt(p)))
+        eps.append(_series(f"{name} target", color, "dash", rows, lambda r: r.get("target_eps")))
+        eps.append(_series(f"{name} achieved", color, "", rows, lambda r: r.get("sent")))
+        for p, dash in _PERCENTILES.items():
+            rtt.append(_series(f"{name} {p}", color, dash, rows, _rtt(p)))
     return [
         {
             "id": "eps",
@@ -336,7 +338,7 @@ def _rtt(p: str) -> Any:
 
 
 def _series(
-    name: str, color: int, dash: bool, rows: list[dict[str, Any]], get: Any
+    name: str, color: int, dash: str, rows: list[dict[str, Any]], get: Any
 ) -> dict[str, Any]:
     points = [[_num(row["t"]), _num(get(row))] for row in rows]
     points.sort(key=lambda p: p[0] or 0.0)
@@ -360,7 +362,7 @@ def _rejections(timeline: list[dict[str, Any]]) -> list[dict[str, Any]]:
         {
             "name": reason,
             "color": i,
-            "dash": False,
+            "dash": "",
             "points": _thin([[t, by_t.get(t, 0.0)] for t in seconds]),
         }
         for i, (reason, by_t) in enumerate(sorted(per_reason.items()))

@@ -14,7 +14,7 @@ CSS = """
 * { box-sizing: border-box; }
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--fg);
   background: var(--bg); margin: 0 auto; max-width: 1100px; padding: 24px; }
-h1 { font-size: 22px; margin: 0 0 4px; word-break: break-all; }
+h1 { font-size: 22px; margin: 0 0 4px; overflow-wrap: anywhere; }
 h2 { font-size: 17px; margin: 28px 0 8px; border-bottom: 1px solid var(--line);
   padding-bottom: 4px; }
 .meta { color: var(--muted); margin: 0 0 8px; }
@@ -26,7 +26,7 @@ table { border-collapse: collapse; margin: 6px 0 12px; font-variant-numeric: tab
 th, td { border-bottom: 1px solid var(--line); padding: 4px 10px; text-align: right;
   vertical-align: top; }
 th { background: var(--panel); font-weight: 600; }
-td.name, th.name { text-align: left; max-width: 320px; word-break: break-all; }
+td.name, th.name { text-align: left; min-width: 6em; max-width: 320px; overflow-wrap: anywhere; }
 td.ok { color: var(--ok); font-weight: 600; } td.failed { color: var(--bad); font-weight: 600; }
 td.unchecked { color: var(--nc); }
 figure { margin: 12px 0 24px; }
@@ -38,11 +38,13 @@ figcaption { font-weight: 600; margin-bottom: 4px; }
 .grid line { stroke: var(--line); }
 ul.legend { list-style: none; padding: 0; margin: 4px 0; display: flex; flex-wrap: wrap;
   gap: 4px 16px; }
-ul.legend li { word-break: break-all; }
+ul.legend li { overflow-wrap: anywhere; }
 .swatch { display: inline-block; width: 18px; height: 3px; vertical-align: middle;
   margin-right: 6px; }
-.swatch.dash { background-image: linear-gradient(90deg, #fff 50%, transparent 50%);
-  background-size: 6px 3px; }
+.swatch.dash { background-image: linear-gradient(90deg, transparent 60%, #fff 60%);
+  background-size: 7px 3px; }
+.swatch.dot { background-image: linear-gradient(90deg, transparent 50%, #fff 50%);
+  background-size: 4px 3px; }
 .note { color: var(--muted); }
 """
 
@@ -53,6 +55,7 @@ JS = r"""
   var PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b",
                  "#e377c2", "#17becf", "#7f7f7f", "#bcbd22"];
   var W = 900, H = 280, L = 62, R = 14, T = 14, B = 34;
+  var DASHES = { dash: "6 4", dot: "2 3" };
 
   function el(name, attrs, parent) {
     var e = document.createElementNS(NS, name);
@@ -119,7 +122,7 @@ JS = r"""
     el("title", {}, g).textContent = s.name;
     if (d) {
       el("path", { d: d, fill: "none", stroke: color, "stroke-width": s.dash ? 1.5 : 2,
-                   "stroke-dasharray": s.dash ? "6 4" : "none", "stroke-linejoin": "round" }, g);
+                   "stroke-dasharray": DASHES[s.dash] || "none", "stroke-linejoin": "round" }, g);
     }
     lone.forEach(function (p) { el("circle", { cx: px(p), cy: py(p), r: 2.5, fill: color }, g); });
   }
@@ -129,7 +132,7 @@ JS = r"""
     ul.className = "legend";
     series.forEach(function (s) {
       var li = document.createElement("li"), sw = document.createElement("span");
-      sw.className = s.dash ? "swatch dash" : "swatch";
+      sw.className = DASHES[s.dash] ? "swatch " + s.dash : "swatch";
       sw.style.backgroundColor = PALETTE[s.color % PALETTE.length];
       li.appendChild(sw);
       li.appendChild(document.createTextNode(s.name));

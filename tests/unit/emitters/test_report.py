@@ -132,8 +132,10 @@ def test_chart_series_from_the_timeline(tmp_path: Path) -> None:
     eps, rtt, rejections = _data(page)["charts"]
     assert [c["id"] for c in (eps, rtt, rejections)] == ["eps", "rtt", "rejections"]
     target = next(s for s in eps["series"] if s["name"] == "web target")
-    assert target["dash"] and target["points"][9:11] == [[9, 100.0], [10, 150.0]]
+    assert target["dash"] == "dash" and target["points"][9:11] == [[9, 100.0], [10, 150.0]]
     p95 = next(s for s in rtt["series"] if s["name"] == "web p95")
+    styles = {s["name"]: s["dash"] for s in rtt["series"]}
+    assert (styles["web p50"], styles["web p95"], styles["web p99"]) == ("dot", "", "dash")
     assert p95["points"][5] == [5, None]  # a second without answers: a gap, not a zero
     limited = next(s for s in rejections["series"] if s["name"] == "rate_limited")
     # Both emitters' rejections of the second add up; seconds without any are zero.
