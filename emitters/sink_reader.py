@@ -23,7 +23,10 @@ from typing import Any, BinaryIO, cast
 
 import orjson
 
-_DATA = re.compile(r"(\d{8})(?:\.(\d+))?\.ndjson(\.gz)?")
+from services.ingest.batch_index import DATA_NAME
+
+# The sink's own name for data files, and housekeeping's ``.gz`` archives of them.
+_DATA = re.compile(DATA_NAME.pattern + r"(\.gz)?")
 _BLOCK = 1 << 20
 
 
