@@ -325,3 +325,48 @@ def test_agrees_with_a_plain_count(
     assert acc.unexpected == len(set(stored) - acked)
     assert acc.out_of_order == sum(1 for a, b in pairwise(firsts) if b < a)
     assert report.ok == (not (acked - set(stored)) and len(stored) == len(copies))
+
+
+_JUNK_VALUE = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 2**70),
+    st.floats(),
+    st.text(max_size=8),
+    st.lists(st.integers(), max_size=2),
+)
+
+
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    junk=st.lists(
+        st.one_of(
+            st.binary(max_size=60),
+            st.fixed_dictionaries(
+                {"stream": _JUNK_VALUE, "seq": _JUNK_VALUE, "ingest_ts": _JUNK_VALUE}
+            ),
+        ),
+        max_size=20,
+    )
+)
+def test_odd_lines_naming_the_run_never_break_verify(
+    tmp_path_factory: pytest.TempPathFactory, junk: list[bytes | dict[str, object]]
+) -> None:
+    rf, stream = _one_stream(tmp_path_factory.mktemp("run"), batches=1)
+    path = rf.sink_dir / f"{DAY}.ndjson"
+    write_sink(path, lines_for(rf, "web", stream, range(100)))
+    needle = rf.run_id.encode()
+    with path.open("ab") as fh:
+        for item in junk:
+            if isinstance(item, bytes):
+                fh.write(item.replace(b"\n", b" ") + needle + b"\n")
+            else:
+                fh.write(json.dumps({**item, "run_id": rf.run_id}).encode() + b"\n")
+    report = verify_run(rf.write(), rf.sink_dir)
+    acc = report.totals
+    assert acc.delivered == 100 and acc.missing == 0
+    # Every odd line is counted somewhere: unreadable, unaccounted, or stored for its stream.
+    odd = report.bad_lines + report.unaccounted_lines + acc.stored - 100
+    assert odd == len(junk)
