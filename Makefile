@@ -21,6 +21,9 @@ help:
 	@echo "              pid and log in data/run/, throwaway keys in data/run/keys/ (UP_ARGS='--keys-file F' for yours)"
 	@echo "make down   - stop what make up started (safe when nothing runs)"
 	@echo "make auth-smoke - signed, bad secret, old timestamp, replay, burst: expected vs actual (starts make up if needed)"
+	@echo "make scenario-NAME - run scenarios/NAME.yaml against the gateways of make up (started if needed); run folder in"
+	@echo "              data/runs/ (SCENARIO_ARGS='--short' for the short version)"
+	@echo "make scenarios - the short version of every shipped scenario, one after the other; fails if one fails"
 	@echo "make test   - install what is needed, lint the schema and run the whole test suite"
 	@echo "make bench  - throughput and latency: Ingest and its syslog listener beside syslog-ng, Auth -> Ingest, hostile clients"
 	@echo "make soak   - ten minutes of constant load: does the gateway's memory stay flat?"
@@ -110,6 +113,25 @@ SMOKE_ARGS ?=
 auth-smoke: install
 	@$(PY) -m services.background start -- $(UP_ARGS)
 	$(PY) -m services.smoke $(SMOKE_ARGS)
+
+# Scenarios (docs/scenarios.md) against the gateways of `make up`, which is started when it
+# does not run. `make scenarios` runs the short version (--short: durations x 0.2, or
+# LOGOPS_SCENARIO_SCALE) of each and fails when one of them does.
+SCENARIO_NAMES := $(basename $(notdir $(wildcard scenarios/*.yaml)))
+SCENARIO_ARGS ?=
+SCENARIO_TARGETS := $(addprefix scenario-,$(SCENARIO_NAMES))
+.PHONY: scenarios $(SCENARIO_TARGETS)
+$(SCENARIO_TARGETS): scenario-%: install
+	@$(PY) -m services.background start -- $(UP_ARGS)
+	$(PY) -m services.cli scenario run scenarios/$*.yaml $(SCENARIO_ARGS)
+
+scenarios: install
+	@$(PY) -m services.background start -- $(UP_ARGS)
+	@failed=""; for name in $(SCENARIO_NAMES); do \
+	  echo "== scenario $$name (short)"; \
+	  $(PY) -m services.cli scenario run scenarios/$$name.yaml --short $(SCENARIO_ARGS) || failed="$$failed $$name"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "scenarios that failed:$$failed"; exit 1; fi; echo "every scenario held"
 
 bench: install system-deps
 	$(PY) -m tests.bench.ingest_bench

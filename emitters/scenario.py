@@ -154,6 +154,9 @@ class Scenario:
     # Seconds given after the emitters end for what is still in flight to land (the
     # outage's spool drains then); scaled with the rest.
     settle_sec: float = 0.0
+    # The scale ``--short`` uses for this scenario (default 0.2): an outage needs to last
+    # longer than the Auth Gateway's retries to be one.
+    short_scale: float | None = None
 
     def scaled(self, factor: float) -> Scenario:
         """Every duration and offset times ``factor`` (rates unchanged): ``--short``."""
@@ -180,6 +183,7 @@ class Scenario:
             emitters=emitters,
             steps=tuple(dataclasses.replace(s, at_sec=sec(s.at_sec)) for s in self.steps),
             settle_sec=sec(self.settle_sec),
+            short_scale=None,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -206,6 +210,8 @@ def _scenario_dict(sc: Scenario) -> dict[str, Any]:
     out["duration_sec"] = sc.duration_sec
     if sc.settle_sec:
         out["settle_sec"] = sc.settle_sec
+    if sc.short_scale is not None:
+        out["short_scale"] = sc.short_scale
     out["emitters"] = [_emitter_dict(e) for e in sc.emitters]
     if sc.steps:
         out["steps"] = [

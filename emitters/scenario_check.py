@@ -32,8 +32,8 @@ from emitters.scenario import (
 from emitters.scenario_yaml import Located, Path, YamlSyntaxError, load_located
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-TOP_KEYS = ("name", "description", "duration_sec", "tick_sec", "settle_sec", "emitters",
-            "steps", "expect")
+TOP_KEYS = ("name", "description", "duration_sec", "tick_sec", "settle_sec", "short_scale",
+            "emitters", "steps", "expect")
 EMITTER_KEYS = ("name", "format", "transport", "eps", "batch_size", "via", "target", "args",
                 "schedule", "stages")
 PROFILE_KEYS = ("start_after_sec", "ramp_up_sec", "stop_after_sec", "ramp_down_sec",
@@ -156,6 +156,7 @@ def _scenario(ck: _Checker, value: Any) -> Scenario | None:
     duration = ck.number(top, "duration_sec", (), required=True, above=True)
     tick = ck.number(top, "tick_sec", (), 1.0, above=True)
     settle = ck.number(top, "settle_sec", (), 0.0)
+    short = ck.number(top, "short_scale", (), None, high=1.0, above=True)
     emitters = _emitters(ck, top, duration)
     steps = _steps(ck, top, (duration or 0.0) + (settle or 0.0))
     expect = _expectations(ck, top, {e.name for e in emitters})
@@ -164,7 +165,7 @@ def _scenario(ck: _Checker, value: Any) -> Scenario | None:
     return Scenario(
         name, duration, tuple(emitters), tuple(expect), tuple(steps),
         description=str(top.get("description") or ""), tick_sec=tick or 1.0,
-        settle_sec=settle or 0.0,
+        settle_sec=settle or 0.0, short_scale=short,
     )
 
 

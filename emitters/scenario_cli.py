@@ -67,7 +67,8 @@ def _add_run_flags(r: argparse.ArgumentParser) -> None:
                    "against (default data/ingest when Ingest is on this machine)")
     r.add_argument("--no-verify", action="store_true", help="do not reconcile with the sink")
     r.add_argument("--short", action="store_true",
-                   help=f"scale every duration by {SHORT_SCALE} (or {SCALE_ENV} when set)")
+                   help=f"the short version: every duration times the scenario's short_scale "
+                   f"(default {SHORT_SCALE}); {SCALE_ENV} or --scale override it")
     r.add_argument("--scale", type=float, metavar="F",
                    help=f"scale every duration by F, 0 < F <= 1 (env {SCALE_ENV})")
     r.add_argument("--metrics-port", type=int, metavar="P",
@@ -95,8 +96,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def scale_of(args: argparse.Namespace, env: dict[str, str]) -> float:
-    """The duration scale from --scale, --short and LOGOPS_SCENARIO_SCALE."""
+def scale_of(args: argparse.Namespace, env: dict[str, str], short_scale: float | None) -> float:
+    """The duration scale: --scale, else LOGOPS_SCENARIO_SCALE, else with --short the
+    scenario's own short_scale (default SHORT_SCALE), else 1."""
     if args.scale is not None:
         return float(args.scale)
     raw = env.get(SCALE_ENV, "")
@@ -105,7 +107,9 @@ def scale_of(args: argparse.Namespace, env: dict[str, str]) -> float:
             return float(raw)
         except ValueError:
             raise ValueError(f"{SCALE_ENV}={raw!r} is not a number") from None
-    return SHORT_SCALE if args.short else 1.0
+    if args.short:
+        return SHORT_SCALE if short_scale is None else short_scale
+    return 1.0
 
 
 def load_for_run(args: argparse.Namespace) -> Scenario:
@@ -113,7 +117,7 @@ def load_for_run(args: argparse.Namespace) -> Scenario:
     scenario, warnings = load(args.file)
     for w in warnings:
         print(w.render(args.file), file=sys.stderr)
-    return scenario.scaled(scale_of(args, dict(os.environ)))
+    return scenario.scaled(scale_of(args, dict(os.environ), scenario.short_scale))
 
 
 def cmd_run(args: argparse.Namespace) -> int:

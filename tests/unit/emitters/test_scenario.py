@@ -192,3 +192,22 @@ def test_validate_command_exit_codes(tmp_path: Path) -> None:
     assert "11 error(s)" in out.stderr
     missing = run_cli("scenario", "validate", str(tmp_path / "none.yaml"))
     assert missing.returncode == 2
+
+
+def test_short_uses_the_scenarios_own_scale_unless_one_is_given() -> None:
+    import argparse
+
+    from emitters.scenario_cli import SCALE_ENV, SHORT_SCALE, scale_of
+
+    def ns(short: bool, scale: float | None = None) -> argparse.Namespace:
+        return argparse.Namespace(short=short, scale=scale)
+
+    assert scale_of(ns(False), {}, 0.5) == 1.0
+    assert scale_of(ns(True), {}, None) == SHORT_SCALE
+    assert scale_of(ns(True), {}, 0.5) == 0.5
+    assert scale_of(ns(True), {SCALE_ENV: "0.1"}, 0.5) == 0.1
+    assert scale_of(ns(True, 0.3), {SCALE_ENV: "0.1"}, 0.5) == 0.3
+    with pytest.raises(ValueError, match=SCALE_ENV):
+        scale_of(ns(False), {SCALE_ENV: "fast"}, None)
+    outage, _ = load(ROOT / "scenarios" / "outage.yaml")
+    assert outage.short_scale == 0.5
