@@ -17,7 +17,11 @@ from rich.table import Table
 from rich.text import Text
 
 from emitters.run_account import Counts
-from emitters.runner import Snapshot
+from emitters.runner import Row, Snapshot
+
+# Rates are events per second: the target of the schedule and what was actually sent.
+COLUMNS = ("emitter", "transport", "target", "actual", "sent", "accepted", "rejected", "late",
+           "failed")
 
 
 def _reasons(c: Counts) -> str:
@@ -28,17 +32,22 @@ def _reasons(c: Counts) -> str:
 
 
 def _table(snap: Snapshot, title: str) -> Table:
-    table = Table(title=title, title_justify="left", expand=False)
-    for col in ("emitter", "transport", "target eps", "achieved eps", "sent", "accepted",
-                "rejected", "late", "failed"):
-        table.add_column(col, justify="left" if col in ("emitter", "transport", "rejected")
-                         else "right")
+    table = Table(title=title, title_justify="left", box=None, pad_edge=False,
+                  expand=False, header_style="bold underline")
+    for col in COLUMNS:
+        table.add_column(col, justify="left" if col in ("emitter", "transport") else "right",
+                         no_wrap=True)
     for r in snap.rows:
         c = r.counts
         table.add_row(r.name, r.transport, f"{r.target_eps:,.0f}", f"{r.window_eps:,.0f}",
-                      f"{c.sent:,}", f"{c.accepted:,}", _reasons(c), f"{c.late:,}",
+                      f"{c.sent:,}", f"{c.accepted:,}", f"{c.rejected:,}", f"{c.late:,}",
                       f"{c.failed:,}")
     return table
+
+
+def _refusals(rows: list[Row]) -> list[str]:
+    """Rejections by reason, one line per emitter that had any."""
+    return [f"{r.name} rejected: {_reasons(r.counts)}" for r in rows if r.counts.rejected]
 
 
 class LiveView:
@@ -65,8 +74,9 @@ class LiveView:
     def update(self, snap: Snapshot) -> None:
         if self._live is not None:
             title = (f"scenario {self.scenario}: {snap.elapsed_sec:5.1f} s of "
-                     f"{snap.duration_sec:g} s")
-            events = Text("\n".join(snap.events[-4:]), style="dim")
+                     f"{snap.duration_sec:g} s (rates in events/s)")
+            lines = _refusals(snap.rows) + snap.events[-4:]
+            events = Text("\n".join(lines), style="dim")
             self._live.update(Group(_table(snap, title), events))
             return
         for r in snap.rows:
@@ -89,17 +99,21 @@ def print_summary(summary: dict[str, Any], path: str, out: TextIO, plain: bool) 
         f"rejected {t['rejected']:,}, failed {t['failed']:,}, late {t['late']:,}, "
         f"rate error {t['rate_error_pct']} %"
     )
-    table = Table(expand=False)
-    for col in ("emitter", "transport", "target eps", "achieved eps", "sent", "accepted",
-                "rejected", "late", "failed"):
-        table.add_column(col)
+    table = Table(box=None, pad_edge=False, expand=False)
+    for col in COLUMNS:
+        table.add_column(col, justify="left" if col in ("emitter", "transport") else "right",
+                         no_wrap=True)
+    refusals = []
     for name, e in summary["emitters"].items():
-        rej = ", ".join(f"{k} {v}" for k, v in e["rejected_by_reason"].items())
         table.add_row(name, e["transport"], f"{e['target_eps']:,.0f}",
                       f"{e['achieved_eps']:,.0f}", f"{e['sent']:,}", f"{e['accepted']:,}",
-                      f"{e['rejected']:,}" + (f" ({rej})" if rej else ""), f"{e['late']:,}",
-                      f"{e['failed']:,}")
+                      f"{e['rejected']:,}", f"{e['late']:,}", f"{e['failed']:,}")
+        if e["rejected_by_reason"]:
+            reasons = ", ".join(f"{k} {v}" for k, v in e["rejected_by_reason"].items())
+            refusals.append(f"  {name} rejected: {reasons}")
     console.print(table)
+    for line in refusals:
+        console.print(line)
     _print_verify(summary.get("verify"), console)
     for e in summary["expectations"]:
         verdict = {True: "[green]PASS[/]", False: "[red]FAIL[/]", None: "[yellow]----[/]"}

@@ -314,3 +314,31 @@ def scrape(port: int, into: list[str], stop: threading.Event) -> None:
                 into.append(r.read().decode())
         except OSError:
             continue
+
+
+def test_ctrl_c_ends_the_run_cleanly_with_its_account_and_exit_1(tmp_path: Path) -> None:
+    import signal
+
+    path = tmp_path / "long.yaml"
+    path.write_text("name: long\nduration_sec: 600\nemitters:\n"
+                    "  - {name: out, format: logfmt, transport: stdout, eps: 50}\n"
+                    "expect: [sent > 0]\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "services.cli", "scenario", "run", str(path), "--plain",
+         "--runs-dir", str(tmp_path / "runs"), "--run-id", "cut"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    # The progress goes to stderr (stdout is the emitter's); wait for the first line.
+    first = proc.stderr.readline()
+    assert first.startswith("scenario ") and " out " in first
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1, err
+    assert "interrupted; run folder" in err
+    summary = json.loads((tmp_path / "runs" / "cut" / "summary.json").read_text())
+    assert summary["interrupted"] is True and summary["exit_code"] == 1
+    sent = summary["totals"]["sent"]
+    assert 0 < sent < 50 * 600
+    # Every record the summary counts went out on stdout, with its seq.
+    lines = [x for x in out.splitlines() if "seq=" in x]
+    assert len(lines) == sent
