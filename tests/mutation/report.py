@@ -33,7 +33,8 @@ class Equivalent:
 
 def load_equivalents(path: Path) -> dict[str, Equivalent]:
     """Entries: a mutant's name at the start of a line, then indented its mutated line
-    (as ``mutmut show`` prints it, without the ``+``) and ``why: ...``."""
+    (as ``mutmut show`` prints it, without the ``+``; ``- <line>`` for a mutant that only
+    deletes a line) and ``why: ...``."""
     entries: dict[str, Equivalent] = {}
     name, mutated, why = "", "", ""
 
@@ -80,7 +81,7 @@ def tally(
         listed = equivalents.pop(name, None)
         if status == "survived":
             lines = changed_lines(name, path)
-            if listed is not None and ("+", listed.mutated) in lines:
+            if listed is not None and _recorded(listed.mutated, lines):
                 counts["equivalent"] += 1
                 continue
             if listed is not None:
@@ -90,6 +91,14 @@ def tally(
             problems.append(f"{name} is listed as equivalent but was {status}")
         counts[status if status in COLUMNS else "other"] += 1
     return counts, survivors
+
+
+def _recorded(mutated: str, lines: list[tuple[str, str]]) -> bool:
+    """Whether an entry's line is the mutant's: its ``+`` line, or for a mutant that only
+    deletes a line, that line recorded as ``- <line>``."""
+    if mutated.startswith("- ") and not any(sign == "+" for sign, _ in lines):
+        return ("-", mutated[2:]) in lines
+    return ("+", mutated) in lines
 
 
 def main() -> int:

@@ -281,3 +281,26 @@ def test_every_state_change_is_logged_as_a_breaker_state_event(
         (logging.INFO, "breaker_state", "half_open", "ingest-hop"),
         (logging.INFO, "breaker_state", "closed", "ingest-hop"),
     ]
+
+
+def test_the_gateways_breaker_is_named_ingest_in_its_events(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    breaker = ForwardBreaker(1, 30.0)  # as the wiring builds it
+    with caplog.at_level(logging.WARNING, logger="services.auth.breaker"):
+        fail(breaker, 1)
+    assert [r.__dict__.get("breaker") for r in caplog.records] == ["ingest"]
+
+
+@pytest.mark.parametrize(("fail_max", "reset"), [(0, 30.0), (1, -0.5)])
+def test_settings_that_cannot_work_are_refused_by_name(fail_max: int, reset: float) -> None:
+    with pytest.raises(ValueError) as info:
+        ForwardBreaker(fail_max, reset)
+    assert str(info.value) == "fail_max must be at least 1 and reset_timeout_sec not negative"
+
+
+def test_a_reset_timeout_of_zero_lets_the_trial_through_at_once() -> None:
+    breaker, _, _ = make(fail_max=1, reset=0.0)
+    fail(breaker, 1)
+    assert breaker.state == "open"
+    assert admitted(breaker).trial
