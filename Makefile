@@ -15,8 +15,9 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
   bench soak mutation mutation-c clean
 
 help:
-	@echo "make demo   - start both gateways on free ports, push signed batches through the Auth Gateway, stop Ingest"
-	@echo "              and see a batch spooled then delivered once; show what was stored"
+	@echo "make demo   - start both gateways on free ports, push signed batches through the Auth Gateway, run the default"
+	@echo "              scenario (~30 s) with its verify account and report, stop Ingest and see a batch spooled then"
+	@echo "              delivered once; show what was stored (LOGOPS_SCENARIO_SCALE=0.2 for a shorter scenario)"
 	@echo "make up     - run both gateways in the background (Auth 8081/50052 -> Ingest 8080/50051), wait until ready;"
 	@echo "              pid and log in data/run/, throwaway keys in data/run/keys/ (UP_ARGS='--keys-file F' for yours)"
 	@echo "make down   - stop what make up started (safe when nothing runs)"

@@ -158,9 +158,9 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from services.demo import run_demo
+    from services.demo import run_demo, scenario_scale
 
-    return run_demo()
+    return run_demo(scenario_scale(os.environ))
 
 
 # Test hooks only: a fixed clock and nonce make `logops sign` output reproducible.

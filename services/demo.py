@@ -1,27 +1,32 @@
-"""``make demo``: both gateways, signed pushes through the Auth Gateway, an Ingest outage.
+"""``make demo``: the whole pipeline: both gateways, a scenario, its account and report.
 
 Starts the Ingest Gateway and the Auth Gateway in front of it (``services.up.Stack``) on
 free ports, with throwaway keys, sink and spool in a temporary folder. Then: signed
 pushes of a mixed batch on gRPC and HTTP (stored under the key's emitter, whatever the
-batch claims), a retry, a CSV body, a malformed body, a bad signature; Ingest stopped, a
-batch spooled (202), Ingest restarted on the same ports and the batch delivered once. It
-prints what it sent, what came back and what was stored, then stops both.
+batch claims), a retry, a CSV body, a malformed body, a bad signature; the ``default``
+scenario (about 30 s; ``LOGOPS_SCENARIO_SCALE`` shortens it) with live progress, checked
+against the sink (``logops verify``), its run folder and ``report.html`` kept in
+``data/runs/``; Ingest stopped, a batch spooled (202), Ingest restarted on the same ports and
+the batch delivered once. It prints what it sent, what came back and what was stored, then
+stops both.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import tempfile
 import time
 import urllib.request
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from clients.launcher import GatewayStartError
-from clients.signed import Signer
+from clients.signed import Signer, secret_file
 from clients.transports import GrpcTransport, HttpTransport, Prepared
 from services.common.errors import LogOpsError
 from services.common.model import Batch, PushResult
@@ -71,6 +76,9 @@ CSV_BODY = (
 # through: a short reset keeps the demo quick (the default is 10 s).
 DEMO_ENV = {"LOGOPS_AUTH_FORWARD_BREAKER_RESET_SEC": "1"}
 DELIVERY_TIMEOUT_SEC = 30.0
+SCENARIO_FILE = Path(__file__).resolve().parents[1] / "scenarios" / "default.yaml"
+# Scenario runs are kept (the temporary folder is not): the report stays to be read.
+RUNS_DIR = Path("data/runs")
 
 
 def _say(text: str = "") -> None:
@@ -98,6 +106,8 @@ def _refusal(label: str, exc: LogOpsError) -> None:
 class Demo:
     def __init__(self, stack: Stack, signer: Signer, run_id: str) -> None:
         self.stack, self.signer, self.run_id = stack, signer, run_id
+        # The client key's secret, for the scenario runner's signers.
+        self.secret = b""
         assert stack.auth is not None
         self.auth = stack.auth
         self.fronts: dict[str, str] = {}
@@ -168,6 +178,35 @@ class Demo:
         return once
 
 
+    def scenario(self, sink_dir: Path, scale: float) -> bool:
+        """The ``default`` scenario through the stack; True when its expectations hold."""
+        from emitters.cli import new_run_id
+        from emitters.progress import LiveView, print_summary
+        from emitters.runner import RunOptions, ScenarioRunner, Targets
+        from emitters.scenario import load
+
+        ingest = self.stack.ingest
+        assert ingest is not None
+        scenario = load(SCENARIO_FILE)[0].scaled(scale)
+        _say(f"\nThe {scenario.name!r} scenario ({scenario.duration_sec:g} s, "
+             f"{len(scenario.emitters)} emitters: "
+             + ", ".join(f"{e.name} {e.format} over {e.transport}" for e in scenario.emitters)
+             + "):")
+        targets = Targets(ingest.http_url, ingest.grpc_target, ingest.listening["syslog_tcp"],
+                          self.auth.http_url, self.auth.grpc_target,
+                          syslog_udp=ingest.listening["syslog_udp"])
+        opts = RunOptions(run_id=new_run_id(), targets=targets,
+                          key=(self.signer.key_id, self.secret), runs_dir=RUNS_DIR,
+                          sink_dir=sink_dir)
+        runner = ScenarioRunner(scenario, opts)
+        with LiveView(scenario.name, sys.stdout) as view:
+            opts.on_tick = view.update
+            result = runner.run()
+        print_summary(result.summary, str(result.path), sys.stdout, view.plain)
+        _say(f"Report: {result.report}")
+        return result.exit_code == 0
+
+
 def _malformed() -> Prepared:
     return Prepared(b"{not json", "application/json", {"Content-Type": "application/json"})
 
@@ -236,7 +275,7 @@ def _start(tmp: Path) -> tuple[Stack, Signer]:
     return stack, Signer.from_file(CLIENT_KEY_ID, keys.client_secret)
 
 
-def run_demo() -> int:
+def run_demo(scale: float = 1.0) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="logops-demo-"))
     try:
         stack, signer = _start(tmp)
@@ -245,10 +284,12 @@ def run_demo() -> int:
         shutil.rmtree(tmp, ignore_errors=True)
         return 1
     demo = Demo(stack, signer, "demo-" + uuid.uuid4().hex[:8])
-    ok = False
+    demo.secret = secret_file(tmp / "keys" / f"{CLIENT_KEY_ID}.secret")
+    ok = held = False
     try:
         demo.push_signed()
         demo.bad_signature()
+        held = demo.scenario(tmp / "ingest", scale)
         ok = demo.outage(tmp / "ingest")
         _show_stored(tmp / "ingest", demo.run_id, demo.fronts)
         _show_metrics(stack)
@@ -258,8 +299,18 @@ def run_demo() -> int:
         code = stack.stop()
         _say(f"\nBoth gateways stopped (exit {code}); {tmp}/ removed.")
         shutil.rmtree(tmp, ignore_errors=True)
-    return 0 if ok else 1
+    if not held:
+        _say("The scenario's expectations did not all hold (see above).")
+    return 0 if ok and held else 1
+
+
+def scenario_scale(env: Mapping[str, str]) -> float:
+    """``LOGOPS_SCENARIO_SCALE`` shortens the demo's scenario (the tests run it at 0.1)."""
+    from emitters.scenario_cli import SCALE_ENV
+
+    raw = env.get(SCALE_ENV, "")
+    return float(raw) if raw else 1.0
 
 
 if __name__ == "__main__":
-    sys.exit(run_demo())
+    sys.exit(run_demo(scenario_scale(os.environ)))

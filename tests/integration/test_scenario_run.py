@@ -342,3 +342,24 @@ def test_ctrl_c_ends_the_run_cleanly_with_its_account_and_exit_1(tmp_path: Path)
     # Every record the summary counts went out on stdout, with its seq.
     lines = [x for x in out.splitlines() if "seq=" in x]
     assert len(lines) == sent
+
+
+@pytest.mark.slow
+def test_demo_runs_the_default_scenario_with_its_account_and_report(tmp_path: Path) -> None:
+    import os
+    import re
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOGOPS_")}
+    env["LOGOPS_SCENARIO_SCALE"] = "0.1"
+    done = subprocess.run([sys.executable, "-m", "services.demo"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    out = done.stdout
+    assert done.returncode == 0, out + done.stderr
+    assert "The 'default' scenario (3 s, 3 emitters" in out
+    assert re.search(r"verify: acknowledged [\d,]+, stored [\d,]+, missing 0, duplicated 0", out)
+    assert "every expectation holds" in out
+    report = re.search(r"Report: (\S+)", out)
+    assert report is not None and (tmp_path / report[1]).is_file()
+    # The demo's own checks still run after it.
+    assert "401 UNAUTHENTICATED bad_signature" in out
+    assert re.search(r"spooled batch \w+: delivered once \(3 of 3 records", out)
