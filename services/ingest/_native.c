@@ -10,7 +10,8 @@
  *   Python object per field;
  * - Engine.normalise_dicts() takes records that were decoded in Python (CSV, NDJSON);
  * - syslog5424() reads a received RFC 5424 message into the record the syslog5424 format
- *   parses from it, for the syslog listener (lines without structured data only).
+ *   parses from it, for the syslog listener (lines without structured data only), and
+ *   octet_frames() cuts the common frames of an octet-counted stream.
  *
  * A record off the common path (a raw line, an alias standing in for ts/level/msg, a
  * field named like a fixed key, a duplicate name, a value of an odd type, a message
@@ -486,6 +487,8 @@ static PyMethodDef module_methods[] = {
      "scan_json(body) -> (batch_id, emitter, scenario_id, run_id, format, count, start, end) or None"},
     {"scan_wire", scan_wire, METH_VARARGS,
      "scan_wire(body, request) -> (batch_id, emitter, scenario_id, run_id, count) or None"},
+    {"octet_frames", octet_frames, METH_VARARGS,
+     "octet_frames(data, pos, limit) -> (frames, pos): the complete octet-counted frames at pos"},
     {"syslog5424", syslog5424, METH_O,
      "syslog5424(frame) -> the syslog5424 record of an RFC 5424 line without structured data, "
      "or None"},

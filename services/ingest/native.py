@@ -12,7 +12,8 @@ common records never become Python objects.
 
 For the syslog listener, :func:`syslog5424_parser` gives the C reader of RFC 5424 lines
 without structured data (the common shape of ``loggen`` and most relays);
-:func:`syslog5424_reference` is the same function in Python.
+:func:`syslog5424_reference` is the same function in Python. :func:`octet_frames_fn`
+gives the C cutter of octet-counted frames (``framing.octet_prefix`` in Python).
 """
 
 from __future__ import annotations
@@ -68,6 +69,15 @@ def syslog5424_parser() -> Callable[[bytes], Record | None] | None:
         return None
     parser: Callable[[bytes], Record | None] = _native.syslog5424
     return parser
+
+
+def octet_frames_fn() -> Callable[[bytes, int, int], tuple[list[bytes], int]] | None:
+    """``_native.octet_frames`` when the extension is built (the Python reference is
+    ``framing.octet_prefix``), else None."""
+    if _native is None:
+        return None
+    fn: Callable[[bytes, int, int], tuple[list[bytes], int]] = _native.octet_frames
+    return fn
 
 
 def syslog5424_reference(frame: bytes) -> Record | None:

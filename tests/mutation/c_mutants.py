@@ -148,6 +148,14 @@ MUTANTS = (
            "a trailing CR kept in the message"),
     Mutant("syslog-offset-hour", "csrc/syslog.c", "num2(s + i + 1) <= 23", "num2(s + i + 1) <= 24",
            "an RFC 5424 TIMESTAMP with offset +24:00 taken"),
+    Mutant("frames-first-digit", "csrc/syslog.c", "if (s[i] < '1' || s[i] > '9')",
+           "if (s[i] < '0' || s[i] > '9')",
+           "an octet count with a leading zero read instead of closing the connection"),
+    Mutant("frames-limit", "csrc/syslog.c", "size > limit ||", "size > limit + 1 ||",
+           "a message one byte over the size limit kept"),
+    Mutant("frames-crlf", "csrc/syslog.c", "s[stop - 2] == '\\r' ? 2 : 1",
+           "s[stop - 2] == '\\r' ? 1 : 1",
+           "the CR of a CR LF inside a counted frame kept in the message"),
 )
 
 

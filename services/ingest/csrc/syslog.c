@@ -261,3 +261,66 @@ syslog5424(PyObject *self, PyObject *arg)
     PyBuffer_Release(&view);
     return out;
 }
+
+/* ------------------------------------------------------------------ RFC 6587 frames */
+
+/*
+ * octet_frames(data, pos, limit) -> (frames, pos): the octet-counted frames at the start
+ * of data[pos:] as services/ingest/syslog/framing.py reads them (a trailing LF, or CR LF,
+ * inside a frame removed; empty ones dropped), while each has a header "[1-9][0-9]{0,9} "
+ * and is complete and at most `limit` bytes; pos is where it stopped. What comes next (a
+ * frame cut by the chunk's end, an oversized one, a bad header) is the Python decoder's.
+ * framing.py's octet_prefix() is the same function in Python.
+ */
+static PyObject *
+octet_frames(PyObject *self, PyObject *args)
+{
+    (void)self;
+    Py_buffer view;
+    Py_ssize_t pos, limit;
+    if (!PyArg_ParseTuple(args, "y*nn:octet_frames", &view, &pos, &limit)) {
+        return NULL;
+    }
+    PyObject *frames = PyList_New(0);
+    const char *s = view.buf;
+    Py_ssize_t end = view.len;
+    if (frames == NULL || pos < 0 || pos > end) {
+        if (frames != NULL) {
+            PyErr_SetString(PyExc_ValueError, "pos must be within data");
+            Py_CLEAR(frames);
+        }
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    while (pos < end) {
+        Py_ssize_t i = pos;
+        long long size = 0;
+        if (s[i] < '1' || s[i] > '9') {
+            break;
+        }
+        while (i < end && i - pos < 10 && is_digit((unsigned char)s[i])) {
+            size = size * 10 + (s[i] - '0');
+            i++;
+        }
+        if (i >= end || s[i] != ' ' || size > limit || size > end - i - 1) {
+            break;
+        }
+        Py_ssize_t start = i + 1, stop = start + (Py_ssize_t)size;
+        pos = stop;
+        if (s[stop - 1] == '\n') {
+            stop -= stop - start > 1 && s[stop - 2] == '\r' ? 2 : 1;
+        }
+        if (stop > start) {
+            PyObject *frame = PyBytes_FromStringAndSize(s + start, stop - start);
+            if (frame == NULL || PyList_Append(frames, frame) < 0) {
+                Py_XDECREF(frame);
+                Py_DECREF(frames);
+                PyBuffer_Release(&view);
+                return NULL;
+            }
+            Py_DECREF(frame);
+        }
+    }
+    PyBuffer_Release(&view);
+    return Py_BuildValue("(Nn)", frames, pos);
+}

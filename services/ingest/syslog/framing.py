@@ -18,15 +18,46 @@ Frames over ``max_frame`` bytes never reach memory whole. What happens then:
 
 The decoder is pure: the same bytes give the same frames however they are split into
 chunks (tested with hypothesis), which is what makes it safe to feed with ``recv``.
+The common octet-counted frames (complete, within the size limit) are cut by the C
+extension when it is built (``_native.octet_frames``), else by :func:`octet_prefix`,
+its Python reference; the rest of a chunk is read here either way.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from services.ingest.native import octet_frames_fn
 
 MAX_HEADER_DIGITS = 10
 _DIGITS = b"0123456789"
 _LF, _NUL, _SP = b"\n", b"\0", 0x20
+
+Prefix = Callable[[bytes, int, int], tuple[list[bytes], int]]
+
+
+def octet_prefix(data: bytes, pos: int, limit: int) -> tuple[list[bytes], int]:
+    """The octet-counted frames at the start of ``data[pos:]`` while each has a header
+    ``[1-9][0-9]{0,9} SP`` and is complete and at most ``limit`` bytes (a trailing LF or
+    CR LF inside removed, empty ones dropped), and where that stopped."""
+    frames: list[bytes] = []
+    end, find = len(data), data.find
+    while pos < end:
+        space = find(b" ", pos, pos + MAX_HEADER_DIGITS + 1)
+        head = data[pos:space]
+        if space < 0 or not head.isdigit() or head[0] == 0x30:
+            break
+        start = space + 1
+        stop = start + int(head)
+        if stop > end or stop - start > limit:
+            break
+        pos = stop
+        if data[stop - 1] == 0x0A:
+            stop -= 2 if stop - start > 1 and data[stop - 2] == 0x0D else 1
+        if stop > start:
+            frames.append(data[start:stop])
+    return frames, pos
 
 
 @dataclass(slots=True)
@@ -47,10 +78,11 @@ class FrameDecoder:
     octet-counted frame cut short. After a fatal error the decoder takes no more input.
     """
 
-    def __init__(self, max_frame: int) -> None:
+    def __init__(self, max_frame: int, native: bool = True) -> None:
         if max_frame < 1:
             raise ValueError("max_frame must be at least 1")
         self.max_frame = max_frame
+        self._prefix: Prefix = (octet_frames_fn() if native else None) or octet_prefix
         # None until the first byte; then True (octet counting) or False (LF framing).
         self.octet_counting: bool | None = None
         self.failed: str | None = None
@@ -145,11 +177,13 @@ class FrameDecoder:
         if self._skip:
             chunk = self._skipped(chunk)
         data = self._buf + chunk if self._buf else chunk
-        pos, end, limit = 0, len(data), self.max_frame
-        frames, find = out.frames, data.find
+        limit = self.max_frame
+        frames, pos = self._prefix(data, 0, limit)
+        out.frames, end, find = frames, len(data), data.find
         while pos < end:
-            # The common case inline (this loop runs once per message); the rest, a header
-            # cut by the chunk's end or a bad one, in _header.
+            # What the prefix left: usually one frame cut by the chunk's end, sometimes an
+            # oversized frame (then the frames after it); a header that is cut or bad
+            # goes to _header.
             space = find(b" ", pos, pos + MAX_HEADER_DIGITS + 1)
             head = data[pos:space]
             if space < 0 or not head.isdigit() or head[0] == 0x30:

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from services.common.config import PiiConfig
 from services.common.model import Batch, Record
 from services.ingest import native
+from services.ingest.syslog.framing import FrameDecoder, octet_prefix
 from services.ingest.syslog.records import RecordBuilder
 
 pytestmark = pytest.mark.skipif(not native.AVAILABLE, reason="the C extension is not built")
@@ -288,3 +289,78 @@ def test_the_listener_stores_the_same_lines_with_or_without_the_c_path(
         for recs in (fast, slow)
     ]
     assert stored[0].data == stored[1].data
+
+
+# --- octet-counted frames ----------------------------------------------------------------
+
+FRAME_PIECES = st.one_of(
+    st.binary(min_size=1, max_size=40).map(lambda m: b"%d %s" % (len(m), m)),
+    st.binary(max_size=6).map(lambda m: b"%d %s\r\n" % (len(m) + 2, m)),
+    st.sampled_from([b"1 \n", b"2 \r\n", b"1 \r", b"0 ", b"01 x", b"12", b"3 ab", b" ", b"\n"]),
+    st.sampled_from([b"9999999999 ", b"99999999999 ", b"1000000000 x", b"4294967297 x"]),
+    st.binary(max_size=10),
+)
+
+
+def same_frames(data: bytes, pos: int, limit: int) -> tuple[list[bytes], int]:
+    ours = _native.octet_frames(exact(data), pos, limit)
+    assert ours == octet_prefix(data, pos, limit), (data, pos, limit)
+    return ours  # type: ignore[no-any-return]
+
+
+@settings(max_examples=2000)
+@given(st.lists(FRAME_PIECES, max_size=12).map(b"".join), st.integers(0, 60), st.data())
+def test_octet_frames_are_cut_as_the_python_decoder_cuts_them(
+    data: bytes, limit: int, draw: st.DataObject
+) -> None:
+    same_frames(data, draw.draw(st.integers(0, len(data))), limit)
+
+
+@pytest.mark.parametrize(
+    ("data", "limit", "expected"),
+    [
+        (b"5 hello5 world", 64, ([b"hello", b"world"], 14)),
+        (b"5 hello5 wor", 64, ([b"hello"], 7)),
+        (b"5 hello6 world!", 5, ([b"hello"], 7)),
+        (b"6 hello\n7 hello\r\n", 64, ([b"hello", b"hello"], 17)),
+        (b"1 \n2 \r\n1 x", 64, ([b"x"], 10)),
+        (b"1 \r", 64, ([b"\r"], 3)),
+        (b"05 hello", 64, ([], 0)),
+        (b"5  hell", 64, ([b" hell"], 7)),
+        (b"1000000000 x", 2**40, ([], 0)),
+        (b"12345678901 x", 2**40, ([], 0)),
+        (b"", 64, ([], 0)),
+    ],
+)
+def test_octet_frames_edges(data: bytes, limit: int, expected: tuple[list[bytes], int]) -> None:
+    assert same_frames(data, 0, limit) == expected
+
+
+@pytest.mark.parametrize("pos", [-1, 4])
+def test_octet_frames_refuse_a_position_outside_the_data(pos: int) -> None:
+    with pytest.raises(ValueError, match="pos"):
+        _native.octet_frames(b"1 x", pos, 64)
+
+
+def decoded(stream: bytes, cuts: list[int], limit: int, native_path: bool) -> tuple[Any, ...]:
+    dec = FrameDecoder(limit, native=native_path)
+    frames: list[bytes] = []
+    oversized, errors = 0, []
+    start = 0
+    for cut in [*sorted(set(cuts)), len(stream)]:
+        part = dec.feed(stream[start:cut])
+        frames += part.frames
+        oversized += part.oversized
+        errors.append(part.error)
+        start = max(start, cut)
+    end = dec.finish()
+    return frames + end.frames, oversized + end.oversized, [*errors, end.error]
+
+
+@settings(max_examples=1000)
+@given(st.lists(FRAME_PIECES, max_size=12).map(b"".join), st.integers(1, 60), st.data())
+def test_the_decoder_gives_the_same_with_or_without_the_c_path(
+    stream: bytes, limit: int, draw: st.DataObject
+) -> None:
+    cuts = draw.draw(st.lists(st.integers(0, len(stream)), max_size=8))
+    assert decoded(stream, cuts, limit, True) == decoded(stream, cuts, limit, False)
