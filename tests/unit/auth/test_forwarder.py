@@ -86,10 +86,12 @@ class ScriptedTransport:
 class Metrics:
     def __init__(self) -> None:
         self.attempts: list[str] = []
+        self.seconds: list[float] = []
         self.states: list[str] = []
 
     def attempt(self, outcome: str, seconds: float) -> None:
         self.attempts.append(outcome)
+        self.seconds.append(seconds)
 
     def breaker_state(self, state: str) -> None:
         self.states.append(state)
@@ -337,6 +339,36 @@ def test_giving_up_says_why_and_when_to_come_back() -> None:
         forwarder.forward(PAYLOAD, clock.now - 1)
     assert late.value.message.endswith(": no time left before the caller's deadline")
     assert late.value.retry_after == pytest.approx(0.4)
+
+
+def test_each_attempt_is_timed_on_the_forwarders_clock() -> None:
+    r = rig(timed_out, ok(), attempts=3, attempt_timeout=2.0, rng=lambda: 0.0, fail_max=2)
+    r.clock.now = 1000.0
+    r.forwarder.forward(PAYLOAD, r.clock.now + 60)
+    assert (r.metrics.attempts, r.metrics.seconds) == (["timeout", "ok"], [2.0, 0.0])
+    r.transport.script = [refused()]
+    with pytest.raises(Unavailable):
+        r.forwarder.forward(PAYLOAD, r.clock.now + 60)  # two failures: the breaker opens
+    with pytest.raises(Unavailable) as paused:
+        r.forwarder.forward(PAYLOAD, r.clock.now + 60)
+    assert (r.metrics.attempts[-1], r.metrics.seconds[-1]) == ("breaker_open", 0.0)
+    assert paused.value.message == (
+        "forwarding to http://ingest.invalid:8080 is paused: its circuit breaker is open"
+    )
+
+
+@pytest.mark.parametrize(
+    ("min_attempt", "base", "cap"), [(0.0, 0.1, 1.0), (0.05, 0.5, 0.4)], ids=["min_attempt", "base"]
+)
+def test_settings_that_cannot_work_are_refused_saying_so(
+    min_attempt: float, base: float, cap: float
+) -> None:
+    with pytest.raises(ValueError) as info:
+        Forwarder(
+            "http://127.0.0.1:1", None, 1.0, 1, base, cap, ForwardBreaker(),
+            min_attempt_sec=min_attempt,
+        )
+    assert str(info.value) == "forwarder needs positive attempts and timeouts, 0 <= base <= max"
 
 
 def test_concurrent_forwards_are_not_serialized() -> None:

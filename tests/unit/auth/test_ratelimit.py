@@ -289,3 +289,12 @@ def test_a_keys_own_requests_rate_replaces_the_gateways() -> None:
     # Keys without their own keep the gateway's requests limit.
     assert all(lim.check("other", 1, records).allowed for _ in range(100))
     assert not lim.check("other", 1, records).allowed
+
+
+def test_each_key_has_its_own_requests_limit() -> None:
+    lim = limiter(Clock(), requests=Rate(per_sec=1.0, burst=2))
+    records = Rate(per_sec=100.0, burst=100)
+    assert lim.check("a", 1, records).allowed
+    assert lim.check("a", 1, records).allowed
+    assert not lim.check("a", 1, records).allowed
+    assert lim.check("b", 1, records).allowed

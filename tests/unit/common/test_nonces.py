@@ -95,3 +95,13 @@ def test_a_ttl_that_makes_no_sense_is_refused(ttl: float) -> None:
 def test_max_entries_must_hold_at_least_one_nonce() -> None:
     with pytest.raises(ValueError, match="max_entries"):
         MemoryNonceStore(max_entries=0)
+
+
+def test_a_full_store_tells_the_client_why_and_to_retry() -> None:
+    store = MemoryNonceStore(max_entries=1, clock=Clock())
+    store.remember("k", "a", 10)
+    with pytest.raises(NonceStoreFull) as refused:
+        store.remember("k", "b", 10)
+    assert refused.value.message == (
+        "too many recent requests to guard against replays; retry later"
+    )
