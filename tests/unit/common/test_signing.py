@@ -23,6 +23,7 @@ from services.common.signing import (
     H_SIGNATURE,
     H_TIMESTAMP,
     Verifier,
+    media_type_of,
     new_nonce,
     sign_headers,
     string_to_sign,
@@ -378,3 +379,73 @@ def test_any_signed_body_and_media_type_verifies(
     key = ("test-key", OLD_SECRET if use_old else SECRET)
     headers = sign_headers(key, body, media_type, now=NOW + skew)
     assert verifier.verify(headers, body, media_type + params) is KEY
+
+
+# -- what each refusal tells the client ------------------------------------------------------
+
+
+def message_of(call: Callable[[], object]) -> str:
+    with pytest.raises(Unauthenticated) as info:
+        call()
+    assert info.value.reason in ("missing_auth", "clock_skew", "bad_content_hash",
+                                 "bad_signature", "replay")
+    return info.value.message
+
+
+def test_each_refusal_says_what_is_wrong(verifier: Verifier) -> None:
+    def verify(headers: object, body: bytes = BODY) -> Callable[[], object]:
+        return lambda: verifier.verify(headers, body, JSON)  # type: ignore[arg-type]
+
+    good = signed()
+    binary: list[tuple[str, object]] = [*good.items()]
+    binary[0] = (H_KEY_ID, b"test-key")
+    nine_signatures = ",".join(["v1=" + "0" * 64] * 9)
+    cases = {
+        "x-logops-key-id must be text": verify(binary),
+        "x-logops-nonce given more than once": verify([*good.items(), (H_NONCE, new_nonce())]),
+        "request is not signed: missing x-logops-nonce, x-logops-signature (see docs/signing.md)":
+            verify({k: v for k, v in good.items() if k not in (H_NONCE, H_SIGNATURE)}),
+        "x-logops-timestamp must be Unix seconds as a decimal integer":
+            verify({**good, H_TIMESTAMP: "soon"}),
+        "x-logops-signature must be v1=<64 lowercase hex digits>, comma-separated":
+            verify({**good, H_SIGNATURE: "v2=abc"}),
+        "x-logops-signature: at most 8 values": verify({**good, H_SIGNATURE: nine_signatures}),
+        f"x-logops-content-sha256 does not match the body received ({len(BODY) + 1} bytes)":
+            verify(good, BODY + b" "),
+        "signature does not match (check the secret, the media type and the string to sign "
+        "in docs/signing.md)": verify({**good, H_SIGNATURE: "v1=" + "0" * 64}),
+        "timestamp 1699999699 is 301 s behind the server clock (1700000000); at most 300 s "
+        "allowed": verify(signed(now=NOW - 301)),
+        "timestamp 1700000301 is 301 s ahead of the server clock (1700000000); at most 300 s "
+        "allowed": verify(signed(now=NOW + 301)),
+    }
+    for expected, call in cases.items():
+        assert message_of(call) == expected
+    verifier.verify(good, BODY, JSON)
+    assert message_of(verify(good)) == "nonce already used (replayed request)"
+
+
+def test_eight_signatures_are_enough_for_any_rotation(verifier: Verifier) -> None:
+    headers = signed()
+    others = ["v1=" + "0" * 64] * 7
+    headers[H_SIGNATURE] = ",".join([*others, headers[H_SIGNATURE]])
+    assert verifier.verify(headers, BODY, JSON) is KEY
+
+
+def test_only_the_media_type_before_the_first_parameter_is_signed() -> None:
+    assert media_type_of("Application/JSON; charset=utf-8; q=1") == "application/json"
+
+
+def test_signing_refuses_what_no_gateway_would_accept_saying_why() -> None:
+    cases = {
+        "key id: 1-64 printable ASCII characters without spaces": (("a key", SECRET), None),
+        "nonce: 22-128 base64url characters (>= 16 bytes, unpadded)": (KEY, "short"),
+        "secret: must not be empty": (("k", b""), None),
+    }
+    for expected, (key, nonce) in cases.items():
+        with pytest.raises(ValueError) as info:
+            sign_headers(key, BODY, JSON, now=NOW, nonce=nonce)  # type: ignore[arg-type]
+        assert str(info.value) == expected
+    with pytest.raises(ValueError) as info:
+        Verifier(make_keyring(), MemoryNonceStore(), max_skew_sec=300, nonce_ttl_sec=599)
+    assert str(info.value) == "nonce_ttl_sec must be at least twice max_skew_sec"
