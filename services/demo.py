@@ -179,7 +179,9 @@ class Demo:
 
 
     def scenario(self, sink_dir: Path, scale: float) -> bool:
-        """The ``default`` scenario through the stack; True when its expectations hold."""
+        """The ``default`` scenario through the stack; True when ``logops verify`` finds
+        nothing lost or doubled. Its other expectations (latency, rate) are shown, not
+        required: how fast a demo goes depends on the machine it runs on."""
         from emitters.cli import new_run_id
         from emitters.progress import LiveView, print_summary
         from emitters.runner import RunOptions, ScenarioRunner, Targets
@@ -204,7 +206,8 @@ class Demo:
             result = runner.run()
         print_summary(result.summary, str(result.path), sys.stdout, view.plain)
         _say(f"Report: {result.report}")
-        return result.exit_code == 0
+        verify = result.summary["verify"]
+        return verify is not None and bool(verify["ok"])
 
 
 def _malformed() -> Prepared:
@@ -300,7 +303,7 @@ def run_demo(scale: float = 1.0) -> int:
         _say(f"\nBoth gateways stopped (exit {code}); {tmp}/ removed.")
         shutil.rmtree(tmp, ignore_errors=True)
     if not held:
-        _say("The scenario's expectations did not all hold (see above).")
+        _say("The scenario's records were not all stored exactly once (see verify above).")
     return 0 if ok and held else 1
 
 
