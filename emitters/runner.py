@@ -287,7 +287,7 @@ class ScenarioRunner:
         tick = self.scenario.tick_sec
         next_at = start + tick
         while any(p.thread is not None and p.thread.is_alive() for p in self.planned):
-            self.opts.stop.wait(max(0.0, min(0.2, next_at - time.monotonic())))
+            time.sleep(max(0.0, min(0.2, next_at - time.monotonic())))
             now = time.monotonic()
             if now >= next_at:
                 self._tick(now - start, tick + (now - next_at))
