@@ -126,3 +126,48 @@ def test_records_are_lines_whatever_the_spaces_inside_them() -> None:
     from services.auth.inspect import line_count
 
     assert line_count(b'{"msg": "two words"}\n \t \n{"msg": "a\\tb"}\n') == 2
+
+
+def _key(number: int, wire_type: int) -> bytes:
+    return bytes([number << 3 | wire_type])
+
+
+def test_fields_of_every_wire_type_are_skipped_as_a_parser_skips_them() -> None:
+    """Unknown fields (a newer client's) of each wire type, among names of every length."""
+    long_id, long_emitter = "b" * 128, "e" * 200  # two-byte lengths: 0x80 0x01, 0xC8 0x01
+    batch = logs_pb2.LogBatch(
+        batch_id=long_id,
+        records=[logs_pb2.LogRecord(msg="x" * 20_000), logs_pb2.LogRecord(msg="y")],
+    )
+    unknown = (
+        _key(15, 0) + b"\xac\x02"  # varint 300
+        + _key(14, 1) + b"\x01" * 8  # fixed64
+        + _key(13, 5) + b"\x02" * 4  # fixed32
+    )
+    body = unknown + batch.SerializeToString() + unknown + log_batch_names("", long_emitter)
+    parsed = logs_pb2.LogBatch.FromString(body)
+    facts = log_batch_facts(body)
+    assert (facts.batch_id, facts.emitter, facts.records) == (
+        parsed.batch_id, parsed.emitter, len(parsed.records)
+    ) == (long_id, long_emitter, 2)
+    pushed = push_request_facts(logs_pb2.PushRequest(batch=parsed).SerializeToString())
+    assert (pushed.batch_id, pushed.emitter, pushed.records) == (long_id, long_emitter, 2)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (_key(0, 2) + b"\x00", "protobuf body has a field numbered 0"),
+        (_key(1, 2) + b"\x05ab", "protobuf body is truncated"),
+        (_key(15, 1) + b"\x00" * 7, "protobuf body is truncated"),
+        (_key(15, 3), "protobuf body has a field of wire type 3"),
+        (_key(15, 0) + b"\x80" * 10 + b"\x01", "protobuf body has a malformed varint"),
+        (_key(15, 0) + b"\x80", "protobuf body has a malformed varint"),
+    ],
+    ids=["field-0", "length-past-the-end", "fixed-past-the-end", "group", "varint-11-bytes",
+         "varint-cut"],
+)
+def test_malformed_bytes_are_refused_saying_what_is_wrong(body: bytes, message: str) -> None:
+    with pytest.raises(BadRequest) as info:
+        log_batch_facts(body)
+    assert info.value.message == message
