@@ -92,8 +92,25 @@ class GatewayProcess:
         try:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
+            self._report_stuck(timeout)
             self.kill()
             return -9
+
+    def _report_stuck(self, waited: float) -> None:
+        """Before the SIGKILL: ask for every thread's stack (SIGUSR1) and print it with the
+        last log lines on this process's stderr, so whoever waited can see where it hung."""
+        assert self.proc is not None
+        seen = len(self.logs)
+        self.proc.send_signal(signal.SIGUSR1)
+        time.sleep(1.0)
+        shown = self.logs[max(0, seen - 10) :]
+        lines = [e.get("msg", e) if isinstance(e, dict) else e for e in shown]
+        tail = "\n".join(str(line) for line in lines)
+        print(
+            f"{' '.join(self.args[2:4])} (pid {self.proc.pid}) still running {waited:g} s after "
+            f"SIGTERM; stacks ({len(self.logs) - seen} lines) and its last log lines:\n{tail}",
+            file=sys.stderr,
+        )
 
     def kill(self) -> None:
         """SIGKILL: the crash case, nothing gets to clean up."""

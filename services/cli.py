@@ -22,7 +22,7 @@ from typing import Any
 from services.common.config import Config, ConfigError, load_config
 from services.common.keys import KeyRing
 from services.common.logs import configure_logging
-from services.common.process import raise_fd_limit
+from services.common.process import enable_stack_dumps, raise_fd_limit
 
 log = logging.getLogger("logops")
 
@@ -59,6 +59,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     )
     configure_logging(cfg.logging.level)
     nofile = raise_fd_limit()
+    enable_stack_dumps()
     stop = threading.Event()
     # Only keys given to Ingest itself (--keys-file, ingest.keys_file): the Auth Gateway's
     # client keys, often in the same environment, are not Ingest's to trust. A file that
@@ -98,6 +99,7 @@ def cmd_auth(args: argparse.Namespace) -> int:
     )
     configure_logging(cfg.logging.level)
     nofile = raise_fd_limit()
+    enable_stack_dumps()
     stop = threading.Event()
     gateway = AuthGateway(cfg.auth, _auth_keys(args, cfg.auth.keys_file), on_failure=stop.set)
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -1,16 +1,22 @@
-"""Process-wide resources of a gateway: the file-descriptor limit and free heap memory.
+"""Process-wide resources of a gateway: the file-descriptor limit, free heap memory, and
+a way to see what every thread is doing.
 
 A gateway holds one descriptor per client connection; the soft limit many systems
 start processes with (1024) is far below what a busy gateway, or a hostile client,
 opens. It is raised to the hard limit once, by the entry point.
+
+``kill -USR1 PID`` makes a gateway print every thread's stack to its stderr and go on:
+what an operator (or a test whose gateway would not stop) needs to see where it waits.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import faulthandler
 import logging
 import resource
+import signal
 from collections.abc import Callable
 
 log = logging.getLogger(__name__)
@@ -30,6 +36,11 @@ def raise_fd_limit() -> int:
         )
         return soft
     return hard
+
+
+def enable_stack_dumps() -> None:
+    """``SIGUSR1`` prints every thread's stack to stderr (faulthandler, async-signal safe)."""
+    faulthandler.register(signal.SIGUSR1, all_threads=True, chain=False)
 
 
 def _libc_trim() -> Callable[[], None] | None:
