@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import random
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -17,9 +15,9 @@ from emitters.formats.base import LogFormat
 from services.common.config import PiiConfig
 from services.common.model import Batch
 from services.ingest.normalize import Normaliser
+from tests.unit.emitters import golden_lines as golden
 
-GOLDEN_DIR = Path(__file__).parent / "golden"
-NOW = 1_710_252_309.482
+NOW = golden.NOW
 INGEST_MS = 1_710_252_400_000
 
 # Text that breaks naive log formats: quotes, backslashes, brackets, separators, line
@@ -47,27 +45,9 @@ OTHER_LINES = [
 ]
 
 
-def golden_lines(fmt: LogFormat) -> list[str]:
-    """The first 20 lines ``fmt`` renders from ``Random(42)``, ``ContentOptions()`` and NOW."""
-    rng = random.Random(42)
-    opts = ContentOptions()
-    return [fmt.render(fmt.sample(rng, opts, NOW)) for _ in range(20)]
-
-
 def check_golden(fmt: LogFormat) -> None:
-    """Compare with ``golden/<name>.txt``; ``LOGOPS_REGOLDEN=1`` rewrites it on purpose."""
-    lines = golden_lines(fmt)
-    path = GOLDEN_DIR / f"{fmt.name}.txt"
-    text = "".join(line + "\n" for line in lines)
-    if os.environ.get("LOGOPS_REGOLDEN") == "1":
-        path.parent.mkdir(exist_ok=True)
-        path.write_text(text, encoding="utf-8", newline="")
-    how = f"if the change is intended, regenerate with LOGOPS_REGOLDEN=1 pytest -k {fmt.name}"
-    assert path.exists(), f"{path} is missing: {how}"
-    golden = path.read_text(encoding="utf-8")
-    for number, (want, got) in enumerate(zip(golden.splitlines(), lines, strict=False), start=1):
-        assert got == want, f"{fmt.name} line {number} differs from {path}: {how}"
-    assert golden == text, f"{fmt.name} differs from {path} in its line count: {how}"
+    """Compare ``fmt``'s first 20 seeded lines with ``golden/<name>.txt`` (golden_lines.py)."""
+    golden.check_golden(fmt.name, golden.golden_lines(fmt))
 
 
 def samples(fmt: LogFormat, count: int, seed: int = 7, **opts: Any) -> list[dict[str, Any]]:
