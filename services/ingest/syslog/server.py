@@ -210,8 +210,9 @@ class SyslogServer:
                 self._accepting = False
                 return
             if len(self._conns) >= self.cfg.max_connections:
-                sock.close()
+                # Counted before the close, so a peer that sees it closed sees it counted.
                 self._observer.connection_closed("over_cap")
+                sock.close()
                 continue
             sock.setblocking(False)
             conn = _Connection(
@@ -329,8 +330,8 @@ class SyslogServer:
             return
         with contextlib.suppress(KeyError, ValueError):
             self._selector.unregister(conn.sock)
+        self._observer.connection_closed(reason)  # before the peer can see the close
         conn.sock.close()
-        self._observer.connection_closed(reason)
 
     def _close_all(self, reason: str) -> None:
         for conn in list(self._conns.values()):
