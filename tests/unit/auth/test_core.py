@@ -288,7 +288,7 @@ CSV = b"ts,level,msg\n2026-01-01T00:00:00Z,info,\"a, quoted\"\n2026-01-01T00:00:
 
 def _kinds() -> list[Any]:
     """(request, records) of every kind of body, each naming its batch."""
-    json_doc = orjson.dumps({"batch_id": "j1", "emitter": "spoofed", "records": [{"msg": "a"}]})
+    json_doc = orjson.dumps({"batch_id": "j1", "records": [{"msg": "a"}]})  # kept compressed
     grpc_batch = logs_pb2.LogBatch(batch_id="g1", emitter="x", records=[logs_pb2.LogRecord()])
     return [
         pytest.param(lambda: _grpc_request(grpc_batch), 1, id="grpc"),
@@ -539,3 +539,46 @@ def test_a_json_body_is_counted_without_building_its_records() -> None:
         gc.enable()
     assert (facts.batch_id, facts.records) == ("b", 500)
     assert grown < 50  # not one tracked object per record
+
+
+def test_a_log_batch_spooled_before_it_went_in_a_push_request_is_delivered(
+    parts: Any, tmp_path: Path
+) -> None:
+    ingest, _, make = parts
+    old = Spool(tmp_path / "spool0", 1 << 20, 100)
+    old.open()
+    batch = _log_batch("old-1", KEY.emitter, n=2)
+    old.put("old-1", "application/x-protobuf", "", {}, batch, 2)
+    old.close()
+    make()
+    assert ingest.delivered.wait(10)
+    (sent,) = ingest.sent
+    assert (sent.push_request, sent.batch_id, sent.records) == (True, "old-1", 2)
+    assert logs_pb2.PushRequest.FromString(sent.body).batch == logs_pb2.LogBatch.FromString(batch)
+
+
+def test_a_body_of_exactly_the_size_limit_passes_and_one_byte_more_does_not(
+    parts: Any,
+) -> None:
+    _, _, make = parts
+    body = orjson.dumps([{"msg": "x" * 40}])
+    core = make(**{"limits.max_body_bytes": len(body)})
+    core.handle(_signed(body, "application/json"))
+    bigger = orjson.dumps([{"msg": "x" * 41}])
+    with pytest.raises(TooLarge) as info:
+        core.handle(_signed(bigger, "application/json"))
+    assert info.value.message == (
+        f"body of {len(bigger)} bytes exceeds the limit of {len(body)}"
+    )
+
+
+def test_no_default_records_rate_means_no_limit_and_a_burst_of_one_means_one(
+    parts: Any,
+) -> None:
+    _, _, make = parts
+    unlimited = make(**{"records_per_key.per_sec": 0})
+    assert unlimited.handle(_json_request([{}] * 50)).rate is None
+    one = make(**{"records_per_key.per_sec": 0.001, "records_per_key.burst": 1})
+    one.handle(_json_request([{}]))
+    with pytest.raises(RateLimited):
+        one.handle(_json_request([{}]))
