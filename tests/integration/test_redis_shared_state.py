@@ -6,6 +6,7 @@ Auth Gateway processes behind a load balancer would have.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Iterator
@@ -153,3 +154,25 @@ def test_an_unreachable_redis_is_a_retryable_refusal(tmp_path: Path) -> None:
         assert (refused.reason, refused.http_status) == ("overloaded", 503)
         assert refused.retry_after_seconds == 1
         assert isinstance(refused.__cause__, redis.RedisError)
+
+
+def test_an_unreachable_redis_is_logged_and_answered_as_such(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with RedisServer(tmp_path) as srv:
+        client = srv.client()
+        limiter, nonces = RedisRateLimiter(client), RedisNonceStore(client)
+    with caplog.at_level(logging.WARNING):
+        with pytest.raises(Unavailable) as by_limiter:
+            limiter.check("k", 1, Rate(1.0, 5))
+        with pytest.raises(Unavailable) as by_nonces:
+            nonces.remember("k", "n", 600)
+    assert by_limiter.value.message == "rate limits are unavailable; retry later"
+    assert by_nonces.value.message == "replay protection is unavailable; retry later"
+    events = [
+        (r.name, r.__dict__.get("event"), r.__dict__.get("error")) for r in caplog.records
+    ]
+    assert events == [
+        ("services.auth.ratelimit", "redis_unavailable", "ConnectionError"),
+        ("services.common.nonces", "redis_unavailable", "ConnectionError"),
+    ]
