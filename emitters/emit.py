@@ -19,6 +19,7 @@ The counters are a plain :class:`EmitResult` that the scenario runner reads as w
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 import uuid
@@ -80,7 +81,13 @@ class EmitResult:
     retries: int = 0
     batches: int = 0
     due: int = 0
+    # N(t) over the schedule's own span (``window_sec``: until its last event's slot ends,
+    # or until a stop). A far end slower than the schedule keeps the run going past it to
+    # send what fell due: those events are late, and ``sent_on_time`` (sent by the end of
+    # the window, within the lateness threshold) is what the achieved rate counts.
     expected: float = 0.0
+    window_sec: float = 0.0
+    sent_on_time: int = 0
     elapsed_sec: float = 0.0
     stop_reason: str = "running"
     lateness: Lateness = field(default_factory=Lateness)
@@ -93,12 +100,18 @@ class EmitResult:
 
     @property
     def achieved_eps(self) -> float:
-        return self.sent / self.elapsed_sec if self.elapsed_sec > 0 else 0.0
+        """Events sent on time per second of the schedule's window."""
+        return self.sent_on_time / self.window_sec if self.window_sec > 0 else 0.0
 
     @property
     def target_eps(self) -> float:
-        """The schedule's mean rate over the run: events fallen due per second elapsed."""
-        return self.expected / self.elapsed_sec if self.elapsed_sec > 0 else 0.0
+        """The schedule's mean rate over its window: events fallen due per second."""
+        return self.expected / self.window_sec if self.window_sec > 0 else 0.0
+
+    @property
+    def overrun_sec(self) -> float:
+        """How long the run went on past the schedule's window to send what fell due."""
+        return max(0.0, self.elapsed_sec - self.window_sec)
 
     @property
     def ok(self) -> bool:
@@ -129,6 +142,9 @@ class EmitResult:
             "batches": self.batches,
             "due": self.due,
             "elapsed_sec": round(self.elapsed_sec, 3),
+            "window_sec": round(self.window_sec, 3),
+            "overrun_sec": round(self.overrun_sec, 3),
+            "sent_on_time": self.sent_on_time,
             "target_eps": round(self.target_eps, 2),
             "achieved_eps": round(self.achieved_eps, 2),
             **self.lateness.to_dict(),
@@ -220,6 +236,7 @@ class EmitLoop:
         self._start = 0.0
         self._wall0 = 0.0
         self._stopped_at = 0.0
+        self._on_time_until = math.inf
 
     def run(
         self,
@@ -232,6 +249,9 @@ class EmitLoop:
         stop = stop or threading.Event()
         self._start = time.monotonic()
         self._wall0 = time.time()
+        # A send counts as on time until the schedule's end, plus the lateness threshold.
+        end = self.schedule.done_sec()
+        self._on_time_until = math.inf if end is None else end + self.result.lateness.threshold_sec
         ticker = _Ticker(self, progress, progress_every) if progress else None
         try:
             self.result.stop_reason = "signal" if self._pace(stop, ticker) else "done"
@@ -287,12 +307,16 @@ class EmitLoop:
     def _settle(self, now: float) -> None:
         res = self.result
         res.elapsed_sec = now - self._start
-        res.expected = self.schedule.expected(res.elapsed_sec)
-        if res.stop_reason == "done":
+        end = self.schedule.done_sec()
+        if res.stop_reason == "done" and end is not None:
             res.due = self.schedule.total or res.sent
+            res.window_sec = min(end, res.elapsed_sec)
         else:
             # What had fallen due when the run was stopped (and was sent then).
-            res.due = self.schedule.due_by((self._stopped_at or now) - self._start)
+            res.window_sec = (self._stopped_at or now) - self._start
+            res.due = self.schedule.due_by(res.window_sec)
+            res.sent_on_time = res.sent
+        res.expected = self.schedule.expected(res.window_sec)
         if self._retries is not None:
             res.retries = self._retries.count
 
@@ -311,6 +335,8 @@ class EmitLoop:
         res.sent += count
         res.batches += 1
         res.lateness.add(lateness, count)
+        if time.monotonic() - self._start <= self._on_time_until:
+            res.sent_on_time = res.sent
         started, t0 = time.time(), time.monotonic()
         try:
             outcome = self.transport.send(batch)

@@ -2,9 +2,12 @@
 ``timeline.jsonl`` (per second per emitter), from the runner's emitter accounts.
 
 ``accepted`` counts every record the far end acknowledged (stored, spooled or already
-stored). ``rate_error_pct`` is ``|sent - N(t)| / N(t)`` in percent, ``N(t)`` being the
-events the schedule had due over the time the emitter ran. ``lost``, ``duplicates`` and the
-latency percentiles come from ``logops verify`` when the sink is local; without it,
+stored). ``rate_error_pct`` is ``|sent on time - N(T)| / N(T)`` in percent, ``N(T)`` being
+the events the schedule had due over its own window ``T`` and "on time" sent by its end:
+when the far end cannot keep up, the run goes on to send what fell due, late, and the
+error shows how far the achieved rate fell short instead of hiding it. ``lost``,
+``duplicates`` and the latency percentiles come from ``logops verify`` when the sink is
+local; without it,
 ``lost``/``duplicates`` are not checked and latency is the send round trip (noted).
 """
 
@@ -21,7 +24,7 @@ if TYPE_CHECKING:
     from emitters.runner import Planned, ScenarioRunner
 
 
-def _counts_dict(c: Counts, expected: float) -> dict[str, Any]:
+def _counts_dict(c: Counts, expected: float, on_time: int) -> dict[str, Any]:
     return {
         "sent": c.sent,
         "accepted": c.accepted,
@@ -30,7 +33,8 @@ def _counts_dict(c: Counts, expected: float) -> dict[str, Any]:
         "late": c.late,
         "spooled": c.spooled,
         "duplicate_acks": c.duplicate,
-        "rate_error_pct": _rate_error(c.sent, expected),
+        "sent_on_time": on_time,
+        "rate_error_pct": _rate_error(on_time, expected),
     }
 
 
@@ -43,13 +47,14 @@ def _rate_error(sent: int, expected: float) -> float | None:
 def _emitter_dict(p: Planned) -> dict[str, Any]:
     c, res = p.account.total, p.loop.result
     return {
-        **_counts_dict(c, res.expected),
+        **_counts_dict(c, res.expected, res.sent_on_time),
         "format": p.spec.format,
         "transport": p.spec.transport,
         "target": p.target,
         "via": p.via,
         "target_eps": round(res.target_eps, 2),
-        "achieved_eps": round(c.sent / res.elapsed_sec, 2) if res.elapsed_sec > 0 else 0.0,
+        "achieved_eps": round(res.achieved_eps, 2),
+        "overrun_sec": round(res.overrun_sec, 3),
         "rejected_by_reason": dict(c.rejected_by_reason),
         "failed_by_reason": dict(c.failed_by_reason),
         "rtt_ms": percentiles(c.rtts),
@@ -63,11 +68,12 @@ def build_summary(
     runner: ScenarioRunner, verify: dict[str, Any] | None, interrupted: bool
 ) -> dict[str, Any]:
     total = Counts()
-    expected = 0.0
+    expected, on_time = 0.0, 0
     for p in runner.planned:
         total.add(p.account.total)
         expected += p.loop.result.expected
-    source = _Metrics(runner, total, expected, verify)
+        on_time += p.loop.result.sent_on_time
+    source = _Metrics(runner, total, expected, on_time, verify)
     expectations = [evaluate(e, source) for e in runner.scenario.expect]
     failed = interrupted or any(e["ok"] is False for e in expectations)
     elapsed = max((p.loop.result.elapsed_sec for p in runner.planned), default=0.0)
@@ -78,7 +84,7 @@ def build_summary(
         "duration_sec": round(elapsed, 3),
         "exit_code": 1 if failed else 0,
         "interrupted": interrupted,
-        "totals": _counts_dict(total, expected),
+        "totals": _counts_dict(total, expected, on_time),
         "emitters": {p.spec.name: _emitter_dict(p) for p in runner.planned},
         "steps": runner.step_log,
         "events": runner.events,
@@ -90,17 +96,20 @@ def build_summary(
 class _Metrics:
     """The value of each expectation metric, for the run or one emitter."""
 
-    def __init__(self, runner: ScenarioRunner, total: Counts, expected: float,
+    def __init__(self, runner: ScenarioRunner, total: Counts, expected: float, on_time: int,
                  verify: dict[str, Any] | None) -> None:
         self.total, self.expected, self.verify = total, expected, verify
+        self.on_time = on_time
         self.by_name = {p.spec.name: p for p in runner.planned}
 
     def __call__(self, emitter: str | None, metric: str) -> Reading:
         if emitter is None:
             counts, expected, account = self.total, self.expected, self._verify_totals()
+            on_time = self.on_time
         else:
             p = self.by_name[emitter]
             counts, expected = p.account.total, p.loop.result.expected
+            on_time = p.loop.result.sent_on_time
             account = self._verify_stream(p.account.stream)
         if metric.startswith("rejected."):
             return float(counts.rejected_by_reason.get(metric.split(".", 1)[1], 0)), "runner"
@@ -109,7 +118,7 @@ class _Metrics:
         if metric in ("delivered_ratio", "rejected_ratio"):
             return self._ratio(metric, counts, account)
         if metric == "rate_error_pct":
-            return _rate_error(counts.sent, expected), "runner: sent vs the schedule's N(t)"
+            return _rate_error(on_time, expected), "runner: sent on time vs the schedule's N(T)"
         if metric.endswith("_latency_ms"):
             return self._latency(metric.split("_", 1)[0], counts, account)
         return self._verified(metric, account)

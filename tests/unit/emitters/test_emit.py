@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -133,3 +134,33 @@ def test_any_batching_delivers_each_seq_once_in_order(
     assert result.sent == result.accepted == count
     assert result.batches >= -(-count // batch_size)
     assert result.ok
+
+
+class _StallingFile(FileTransport):
+    """A file whose first write stalls for longer than the whole schedule."""
+
+    def __init__(self, path: Path, stall_sec: float) -> None:
+        super().__init__(path)
+        self._stall = stall_sec
+
+    def send(self, batch):  # type: ignore[no-untyped-def]
+        stall, self._stall = self._stall, 0.0
+        threading.Event().wait(stall)
+        return super().send(batch)
+
+
+def test_a_far_end_slower_than_the_schedule_shows_in_the_achieved_rate(tmp_path: Path) -> None:
+    """Everything due is still sent (late, after the window), but the achieved rate and the
+    on-time count say the schedule was not met instead of averaging the overrun away."""
+    source = EventSource(get_format("json"), ContentOptions(), Accounting("r", "s"), seed=4)
+    options = EmitOptions("e", batched=False, batch_size=10)
+    path = tmp_path / "e.log"
+    loop = EmitLoop(source, Schedule.constant(100.0, count=100), _StallingFile(path, 1.5), options)
+    result = loop.run()
+    loop.transport.close()
+    assert result.sent == len(_lines(path)) == 100
+    assert result.window_sec == pytest.approx(result.elapsed_sec - result.overrun_sec)
+    assert result.overrun_sec > 0
+    assert result.sent_on_time < result.sent  # the first batch only went on time
+    assert result.achieved_eps < result.target_eps
+    assert result.late >= 90
