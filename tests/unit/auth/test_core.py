@@ -582,3 +582,32 @@ def test_no_default_records_rate_means_no_limit_and_a_burst_of_one_means_one(
     one.handle(_json_request([{}]))
     with pytest.raises(RateLimited):
         one.handle(_json_request([{}]))
+
+
+def test_a_push_past_the_in_flight_cap_is_told_when_to_come_back(tmp_path: Path) -> None:
+    inside, release = threading.Event(), threading.Event()
+
+    class Slow(FakeIngest):
+        def forward(self, payload: Payload, deadline: float) -> PushResult:
+            inside.set()
+            release.wait(10)
+            return super().forward(payload, deadline)
+
+    cfg = _cfg(**{"limits.max_inflight": 1, "limits.retry_after_sec": 7.0})
+    spool = Spool(tmp_path / "spool", 1 << 20, 100)
+    core = AuthCore(cfg, None, MemoryRateLimiter(), Slow(), spool, Counts(), lambda: "closed")
+    core.start()
+    body = orjson.dumps([{}])
+    first = threading.Thread(
+        target=core.handle, args=(AuthRequest("http", "a", {}, "application/json", "", body),)
+    )
+    first.start()
+    try:
+        assert inside.wait(10)
+        with pytest.raises(Unavailable) as refused:
+            core.handle(AuthRequest("http", "b", {}, "application/json", "", body))
+        assert (refused.value.reason, refused.value.retry_after) == ("overloaded", 7.0)
+    finally:
+        release.set()
+        first.join(10)
+        core.close()
