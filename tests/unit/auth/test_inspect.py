@@ -171,3 +171,17 @@ def test_malformed_bytes_are_refused_saying_what_is_wrong(body: bytes, message: 
     with pytest.raises(BadRequest) as info:
         log_batch_facts(body)
     assert info.value.message == message
+
+
+def test_names_of_exactly_128_bytes_are_appended_whole() -> None:
+    wire = log_batch_names("i" * 128, "e" * 128)
+    parsed = logs_pb2.LogBatch.FromString(wire)
+    assert (parsed.batch_id, parsed.emitter) == ("i" * 128, "e" * 128)
+
+
+@pytest.mark.parametrize("name", ["batch_id", "emitter"])
+def test_a_name_that_is_not_utf8_is_refused_by_name(name: str) -> None:
+    field = {"batch_id": 1, "emitter": 2}[name]
+    with pytest.raises(BadRequest) as info:
+        log_batch_facts(_key(field, 2) + b"\x02\xff\xfe")
+    assert info.value.message == f"{name} is not valid UTF-8"
