@@ -22,7 +22,7 @@ from typing import Any
 from services.common.config import Config, ConfigError, load_config
 from services.common.keys import KeyRing
 from services.common.logs import configure_logging
-from services.common.process import enable_stack_dumps, raise_fd_limit
+from services.common.process import enable_stack_dumps, raise_fd_limit, wait_for_stop
 
 log = logging.getLogger("logops")
 
@@ -73,7 +73,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         log.error("cannot start: %s", exc, extra={"event": "start_failed"})
         return 1
     log.info("file-descriptor limit", extra={"event": "nofile", "nofile": nofile})
-    stop.wait()
+    wait_for_stop(stop)
     gateway.stop()
     # A front that stopped serving on its own: exit non-zero so a supervisor restarts us.
     return 1 if gateway.failure else 0
@@ -110,7 +110,7 @@ def cmd_auth(args: argparse.Namespace) -> int:
         log.error("cannot start: %s", exc, extra={"event": "start_failed"})
         return 1
     log.info("file-descriptor limit", extra={"event": "nofile", "nofile": nofile})
-    stop.wait()
+    wait_for_stop(stop)
     gateway.stop()
     return 1 if gateway.failure else 0
 

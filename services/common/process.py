@@ -17,6 +17,7 @@ import faulthandler
 import logging
 import resource
 import signal
+import threading
 from collections.abc import Callable
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,18 @@ def raise_fd_limit() -> int:
         )
         return soft
     return hard
+
+
+# CPython runs Python signal handlers in the main thread only. When the kernel hands
+# SIGTERM to one of a gateway's other threads (any of them may get it), a main thread asleep
+# in an untimed wait is never woken to run the handler, and the signal is ignored for good.
+SIGNAL_POLL_SEC = 0.5
+
+
+def wait_for_stop(stop: threading.Event) -> None:
+    """Wait until ``stop`` is set, waking twice a second so that signal handlers run."""
+    while not stop.wait(SIGNAL_POLL_SEC):
+        pass
 
 
 def enable_stack_dumps() -> None:
