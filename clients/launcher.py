@@ -52,6 +52,9 @@ class GatewayProcess:
         return self.proc.pid
 
     def start(self, timeout: float = 30.0) -> GatewayProcess:
+        if self.proc is not None and self.proc.poll() is None:
+            # A second child would orphan the first: stop() only knows the newest.
+            raise RuntimeError(f"{' '.join(self.args[2:4])} is already running (pid {self.pid})")
         self._announced.clear()
         self.listening = {}
         self.proc = subprocess.Popen(

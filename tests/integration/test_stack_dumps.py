@@ -12,7 +12,7 @@ from clients.launcher import GatewayProcess
 
 def test_sigusr1_prints_every_threads_stack_and_the_gateway_goes_on(tmp_path: Path) -> None:
     args = ["ingest", "--http-port", "0", "--grpc-port", "0", "--no-syslog"]
-    with GatewayProcess([*args, "--sink-dir", str(tmp_path)]).start() as gw:
+    with GatewayProcess([*args, "--sink-dir", str(tmp_path)]) as gw:
         gw.proc.send_signal(signal.SIGUSR1)  # type: ignore[union-attr]
         deadline = time.monotonic() + 10
         while not any("Current thread" in str(e.get("msg")) for e in gw.logs):
