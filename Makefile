@@ -139,6 +139,7 @@ bench: install system-deps
 	$(PY) -m tests.bench.emit_bench
 	$(PY) -m tests.bench.syslog_bench
 	$(PY) -m tests.bench.verify_bench
+	$(PY) -m tests.bench.formats_bench
 
 # Ten minutes of constant load on one gateway, RSS sampled every 5 s.
 soak: install system-deps

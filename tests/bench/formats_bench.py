@@ -1,10 +1,12 @@
-"""Render and parse rates of the syslog3164, syslog5424 and cef formats, in lines/s of one core.
+"""Render and parse rates of every registered log format, in lines/s of one core.
 
-Run with ``python -m tests.bench.syslog_formats_bench [--lines N] [--runs N]``. Records
-are sampled first (``Random(1)``, default options, one second of traffic spread over the
-lines) and stamped with ``run_id``, ``stream`` and ``seq`` as the emitter does, not
-timed; each run then renders every record, or parses every rendered line, timed in CPU
-time of this process. Prints the median and the best run per format. Asserts nothing.
+Run with ``python -m tests.bench.formats_bench [--formats a,b] [--lines N] [--runs N]``.
+Records are sampled first (``Random(1)``, default options, one second of traffic spread
+over the lines) and stamped with ``run_id``, ``stream`` and ``seq`` as the emitter does,
+not timed; each run then renders every record, or parses every rendered line, timed in CPU
+time of this process. Prints the median and the best run per format (``noise`` parses
+its broken lines too, each a FormatError). The target for ``json`` and ``apache_combined``
+rendering is 300,000 lines/s. Asserts nothing.
 """
 
 from __future__ import annotations
@@ -17,13 +19,9 @@ from collections.abc import Callable
 from typing import Any
 
 from emitters.content import ContentOptions
-from emitters.formats.base import LogFormat
-from emitters.formats.cef import CefFormat
-from emitters.formats.syslog3164 import Syslog3164Format
-from emitters.formats.syslog5424 import Syslog5424Format
+from emitters.formats import FORMAT_NAMES, FormatError, get_format
 
 NOW = 1_710_252_309.482
-FORMATS: tuple[LogFormat, ...] = (Syslog3164Format(), Syslog5424Format(), CefFormat())
 
 
 def _rates(work: Callable[[Any], Any], items: list[Any], runs: int) -> tuple[float, float]:
@@ -37,13 +35,25 @@ def _rates(work: Callable[[Any], Any], items: list[Any], runs: int) -> tuple[flo
     return statistics.median(rates), max(rates)
 
 
+def _parse_any(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    def parse_or_refuse(line: str) -> Any:
+        try:
+            return parse(line)
+        except FormatError:
+            return None
+
+    return parse_or_refuse
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--formats", default=",".join(FORMAT_NAMES))
     parser.add_argument("--lines", type=int, default=50_000)
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     print(f"{'format':18s} {'render/s median':>16s} {'best':>10s} {'parse/s median':>16s} best")
-    for fmt in FORMATS:
+    for name in args.formats.split(","):
+        fmt = get_format(name)
         rng = random.Random(1)
         opts = ContentOptions()
         recs = [fmt.sample(rng, opts, NOW + n / args.lines) for n in range(args.lines)]
@@ -51,7 +61,7 @@ def main() -> None:
             rec.update(run_id="bench-run", stream="s1", seq=n)
         lines = [fmt.render(rec) for rec in recs]
         r_med, r_best = _rates(fmt.render, recs, args.runs)
-        p_med, p_best = _rates(fmt.parse, lines, args.runs)
+        p_med, p_best = _rates(_parse_any(fmt.parse), lines, args.runs)
         print(f"{fmt.name:18s} {r_med:16,.0f} {r_best:10,.0f} {p_med:16,.0f} {p_best:10,.0f}")
 
 
