@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from emitters.content import ContentOptions
@@ -397,3 +397,28 @@ def test_each_formats_lines_are_detected_as_that_format(name: str) -> None:
     for i in range(300):
         line = fmt.render(fmt.sample(rng, ContentOptions(), 1_710_252_309.0 + i))
         assert detect_format(line) in DETECTED_AS.get(name, {name}), line
+
+
+# Starts that take a parser deep into its grammar before the random tail.
+DEEP_PREFIXES = {
+    "cef": ["CEF:0|a|b|c|d|e|3|", "<134>Mar 12 14:05:09 fw01 CEF:0|v|p|1|", "CEF:"],
+    "syslog3164": ["<13>Mar  2 04:05:06 h ", "<13>Mar  2 04:05:06 h tag[", "<13>"],
+    "syslog5424": ["<13>1 - - - - - ", "<13>1 2024-03-12T14:05:09Z h a p m [x@1 ", "<13>1 "],
+}
+
+
+@pytest.mark.parametrize("name", FORMAT_NAMES)
+@given(data=st.data())
+@settings(max_examples=40, deadline=None)
+def test_parse_raises_only_format_errors(name: str, data: st.DataObject) -> None:
+    """Whatever follows a real line's start, a parser answers a record Ingest can store as
+    JSON or a FormatError, nothing else."""
+    fmt = get_format(name)
+    line = fmt.render(fmt.sample(random.Random(3), ContentOptions(), 1_710_252_309.0))
+    starts = ["", line[: len(line) // 2], line[:-1], *DEEP_PREFIXES.get(name, [])]
+    text = data.draw(st.sampled_from(starts)) + data.draw(st.text(max_size=80))
+    try:
+        parsed = fmt.parse(text)
+    except FormatError:
+        return
+    orjson.dumps(parsed)
