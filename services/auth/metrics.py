@@ -116,6 +116,17 @@ class AuthMetrics:
             "Bytes of the batches in the durable spool.",
             registry=registry,
         )
+        # The bounds beside the depth, so "near full" is a ratio of two series.
+        self.spool_limit_batches = Gauge(
+            "logops_auth_spool_limit_batches",
+            "Configured bound on the batches the durable spool holds (a full spool answers 503).",
+            registry=registry,
+        )
+        self.spool_limit_bytes = Gauge(
+            "logops_auth_spool_limit_bytes",
+            "Configured bound on the bytes the durable spool holds (a full spool answers 503).",
+            registry=registry,
+        )
 
     # AuthObserver
     def request_done(self, front: str, code: str, seconds: float, records: int) -> None:
@@ -133,6 +144,11 @@ class AuthMetrics:
         self.spool_batches.set(batches)
         self.spool_bytes.set(nbytes)
 
+    def spool_limits(self, batches: int, nbytes: int) -> None:
+        """The spool's configured bounds, set once at start-up."""
+        self.spool_limit_batches.set(batches)
+        self.spool_limit_bytes.set(nbytes)
+
     # ForwardObserver
     def attempt(self, outcome: str, seconds: float) -> None:
         self.attempts.labels(_bounded(outcome, OUTCOMES)).inc()
@@ -143,4 +159,3 @@ class AuthMetrics:
         for name in BREAKER_STATES:
             self.breaker.labels(name).set(1 if name == state else 0)
         self.breaker_is_open.set(1 if state == "open" else 0)
-

@@ -114,6 +114,7 @@ class AuthGateway:
         self.breaker = ForwardBreaker(cfg.forward.breaker_fail_max, cfg.forward.breaker_reset_sec)
         self.forwarder = self._forwarder()
         self.spool = _spool(cfg)
+        self.metrics.spool_limits(cfg.spool.max_batches, cfg.spool.max_bytes)
         self.core = AuthCore(
             cfg,
             self._verifier(keys),
