@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-DEBS   := syslog-ng-core redis-server shellcheck chromium
+DEBS   := syslog-ng-core redis-server shellcheck chromium prometheus prometheus-alertmanager docker-compose
 # Run apt and npm through sudo only when not already root.
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -45,7 +45,8 @@ install: $(STAMP)
 # Debian packages and npm's buf; skipped when already present.
 system-deps:
 	@command -v loggen >/dev/null && command -v syslog-ng >/dev/null && command -v redis-server >/dev/null \
-	  && command -v shellcheck >/dev/null && command -v chromium >/dev/null || \
+	  && command -v shellcheck >/dev/null && command -v chromium >/dev/null && command -v promtool >/dev/null \
+	  && command -v prometheus-alertmanager >/dev/null && command -v docker-compose >/dev/null || \
 	  { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(DEBS) >/dev/null; }
 	@command -v buf >/dev/null || $(SUDO) npm install -g --silent @bufbuild/buf >/dev/null
 
@@ -140,6 +141,7 @@ bench: install system-deps
 	$(PY) -m tests.bench.syslog_bench
 	$(PY) -m tests.bench.verify_bench
 	$(PY) -m tests.bench.formats_bench
+	$(PY) -m tests.bench.rate_bench
 
 # Ten minutes of constant load on one gateway, RSS sampled every 5 s.
 soak: install system-deps
