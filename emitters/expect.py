@@ -4,8 +4,9 @@
 ``rejected.bad_signature > 0``: a metric of the whole run or of one emitter
 (``emitter.NAME.METRIC``), a comparison, a number. The metrics are listed in
 :data:`METRICS`; ``rejected.REASON`` is the count rejected for one reason. Alert mappings
-(``{alert: NAME, state: firing|resolved, within_sec: N}``) are parsed and kept, and come
-out as not checked (``ok: null``) until the runner can ask Prometheus.
+(``{alert: NAME, state: firing|resolved, within_sec: N}``) are judged by the runner's
+watch on Alertmanager (:mod:`emitters.alerts`), which hands :func:`evaluate` each one's
+verdict.
 
 Evaluation takes a function that returns a metric's value and a note on where it came
 from, or None with a note saying why it could not be measured: such an expectation is not
@@ -117,21 +118,28 @@ def parse_alert(item: Mapping[str, Any]) -> AlertExpectation:
 # A metric's value and a note on where it came from; the value None when not measured.
 Reading = tuple[float | None, str]
 MetricSource = Callable[[str | None, str], Reading]
+# An alert expectation's verdict: the seconds it took (or None), ok, and a note.
+AlertVerdict = tuple[float | None, bool | None, str]
+AlertSource = Callable[[AlertExpectation], AlertVerdict]
+NOT_ASKED: AlertVerdict = (None, None, "not checked: the run was given no Alertmanager to ask")
 
 
 def evaluate(
-    exp: Expectation | AlertExpectation, source: MetricSource
+    exp: Expectation | AlertExpectation, source: MetricSource,
+    alerts: AlertSource | None = None,
 ) -> dict[str, Any]:
-    """One expectation checked: the ``expectations`` entry of summary.json."""
+    """One expectation checked: the ``expectations`` entry of summary.json. Alert
+    expectations take their verdict from ``alerts`` (not checked without it)."""
     if isinstance(exp, AlertExpectation):
+        actual_s, held, said = alerts(exp) if alerts is not None else NOT_ASKED
         return {
             "expr": exp.expr,
             "metric": f"alert.{exp.alert}",
             "op": exp.state,
             "threshold": exp.within_sec,
-            "actual": None,
-            "ok": None,
-            "note": "alert expectations are not checked yet (no Prometheus query in the runner)",
+            "actual": actual_s,
+            "ok": held,
+            "note": said,
         }
     actual, note = source(exp.emitter, exp.metric)
     ok: bool | None = None

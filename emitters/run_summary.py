@@ -74,7 +74,7 @@ def build_summary(
         expected += p.loop.result.expected
         on_time += p.loop.result.sent_on_time
     source = _Metrics(runner, total, expected, on_time, verify)
-    expectations = [evaluate(e, source) for e in runner.scenario.expect]
+    expectations = [evaluate(e, source, runner.alert_verdict) for e in runner.scenario.expect]
     failed = interrupted or any(e["ok"] is False for e in expectations)
     elapsed = max((p.loop.result.elapsed_sec for p in runner.planned), default=0.0)
     return {

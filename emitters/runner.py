@@ -8,7 +8,10 @@ answers (:class:`BadInput` otherwise: nothing is sent), then runs them together.
 ``sends.jsonl``; once a second the runner hands a :class:`Snapshot` to the progress view.
 After the emitters end it lets in-flight records land (the Auth Gateway's spool drains),
 reconciles the run with the sink when the sink is local (``logops verify``), and writes
-``timeline.jsonl`` and ``summary.json`` (:mod:`emitters.run_summary`).
+``timeline.jsonl`` and ``summary.json`` (:mod:`emitters.run_summary`). When the scenario
+expects alerts and ``RunOptions.alertmanager`` names one, an
+:class:`~emitters.alerts.AlertWatch` polls it from the start and, after the emitters end,
+until every alert expectation is decided (docs/scenarios.md).
 """
 
 from __future__ import annotations
@@ -26,8 +29,10 @@ from typing import Any, Protocol
 from clients.signed import Signer
 from clients.targets import TransportSpec, host_port, open_transport
 from clients.transports import Transport
+from emitters.alerts import AlertWatch
 from emitters.content import ContentOptions
 from emitters.emit import EmitLoop, EmitOptions, RetryCounter
+from emitters.expect import NOT_ASKED, AlertExpectation, AlertVerdict
 from emitters.formats import get_format
 from emitters.mangle import FixedNonceSigner, Mangler
 from emitters.run_account import Counts, EmitterAccount
@@ -82,6 +87,10 @@ class RunOptions:
     steps: StepDriver | None = None
     on_tick: Callable[[Snapshot], None] | None = None
     on_send: Callable[[str, Counts], None] | None = None
+    # Each emitter's target rate as the schedule changes it (0 before the start, after the end).
+    on_target: Callable[[str, float], None] | None = None
+    # Alertmanager's base URL, to check alert expectations (None: they are not checked).
+    alertmanager: str | None = None
     stop: threading.Event = field(default_factory=threading.Event)
 
 
@@ -136,6 +145,7 @@ class ScenarioRunner:
         self.events: list[str] = []
         self.step_log: list[dict[str, Any]] = []
         self.planned: list[Planned] = []
+        self.alerts: AlertWatch | None = None
 
     # -- building ---------------------------------------------------------------------
 
@@ -233,7 +243,11 @@ class ScenarioRunner:
         self.start_wall = time.time()
         self.folder.write_scenario(self.scenario.to_dict())
         self.folder.write_json("run.json", self._run_json())
+        self._set_targets(None)
+        self.alerts = self._alert_watch()
         start = time.monotonic()
+        if self.alerts is not None:
+            self.alerts.start(start, self.start_wall)
         try:
             for p in self.planned:
                 p.account.start_wall = self.start_wall
@@ -243,18 +257,45 @@ class ScenarioRunner:
             steps = threading.Thread(target=self._steps, args=(start,), daemon=True)
             steps.start()
             self._watch(start)
+            if self.alerts is not None:
+                self.alerts.end_of_run()
             steps.join(timeout=0.1)
             self._settle()
         finally:
+            self._set_targets(None)
             for p in self.planned:
                 p.loop.transport.close()
             self.folder.close_sends()
         interrupted = self.opts.stop.is_set()
         verify = self._verify()
+        if self.alerts is not None:
+            self.alerts.wait(self.opts.stop)
         summary = build_summary(self, verify, interrupted)
         self.folder.write_timeline(timeline_lines(self))
         self.folder.write_json("summary.json", summary)
         return RunResult(self.folder.path, summary, self._report())
+
+    def _alert_watch(self) -> AlertWatch | None:
+        wanted = [e for e in self.scenario.expect if isinstance(e, AlertExpectation)]
+        if not wanted or self.opts.alertmanager is None:
+            return None
+        self.events.append(f"watching Alertmanager at {self.opts.alertmanager} for "
+                           f"{', '.join(sorted({e.alert for e in wanted}))}")
+        return AlertWatch(self.opts.alertmanager, wanted)
+
+    def alert_verdict(self, exp: AlertExpectation) -> AlertVerdict:
+        """An alert expectation's verdict (not checked when no Alertmanager was given)."""
+        return NOT_ASKED if self.alerts is None else self.alerts.verdict(exp)
+
+    def _set_targets(self, elapsed: float | None) -> None:
+        """Tell ``on_target`` each emitter's target rate at ``elapsed`` (None: 0, the run
+        has not started or is over; an emitter whose loop ended is at 0 too)."""
+        if self.opts.on_target is None:
+            return
+        for p in self.planned:
+            running = elapsed is not None and p.thread is not None and p.thread.is_alive()
+            eps = p.loop.schedule.rate_at(elapsed) if running and elapsed is not None else 0.0
+            self.opts.on_target(p.spec.name, eps)
 
     def _report(self) -> Path | None:
         """``report.html`` from the folder just written (None when it cannot be made)."""
@@ -289,6 +330,7 @@ class ScenarioRunner:
         while any(p.thread is not None and p.thread.is_alive() for p in self.planned):
             time.sleep(max(0.0, min(0.2, next_at - time.monotonic())))
             now = time.monotonic()
+            self._set_targets(now - start)
             if now >= next_at:
                 self._tick(now - start, tick + (now - next_at))
                 next_at += tick * max(1, int((now - next_at) // tick) + 1)

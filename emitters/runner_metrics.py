@@ -1,5 +1,6 @@
 """The scenario runner's own metrics (``--metrics-port P``): records sent, late, failed and
-rejected by emitter, on a registry of its own, served over HTTP for Prometheus to scrape.
+rejected by emitter, and each emitter's current target rate, on a registry of its own,
+served over HTTP for Prometheus to scrape.
 
 Emitter names come from the scenario file (a bounded set per run); rejection reasons from
 the gateways' fixed set.
@@ -7,14 +8,15 @@ the gateways' fixed set.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from prometheus_client import CollectorRegistry, Counter, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
 from emitters.run_account import Counts
 
 
 class RunnerMetrics:
+    """``self(emitter, counts)`` after each send; :meth:`set_target` as the schedule's rate
+    changes (the runner calls it with 0 before the start and after the end)."""
+
     def __init__(self, registry: CollectorRegistry) -> None:
         def counter(name: str, doc: str, *labels: str) -> Counter:
             return Counter(name, doc, ("emitter", *labels), registry=registry)
@@ -28,6 +30,9 @@ class RunnerMetrics:
                               "Records without an answer")
         self.rejected = counter("logops_emitter_rejected_records_total",
                                 "Records the far end refused", "reason")
+        self.target = Gauge("logops_emitter_target_records_per_second",
+                            "The schedule's current target rate (0 before the start and "
+                            "after the end)", ("emitter",), registry=registry)
 
     def __call__(self, emitter: str, one: Counts) -> None:
         self.sent.labels(emitter).inc(one.sent)
@@ -37,9 +42,13 @@ class RunnerMetrics:
         for reason, n in one.rejected_by_reason.items():
             self.rejected.labels(emitter, reason).inc(n)
 
+    def set_target(self, emitter: str, eps: float) -> None:
+        self.target.labels(emitter).set(eps)
 
-def serve_metrics(port: int, addr: str = "127.0.0.1") -> Callable[[str, Counts], None]:
-    """Start serving on ``port``; the callback the runner calls after each send."""
+
+def serve_metrics(port: int, addr: str = "127.0.0.1") -> RunnerMetrics:
+    """Start serving on ``port``; the metrics the runner updates (pass the object as
+    ``RunOptions.on_send`` and its :meth:`~RunnerMetrics.set_target` as ``on_target``)."""
     registry = CollectorRegistry()
     metrics = RunnerMetrics(registry)
     start_http_server(port, addr=addr, registry=registry)

@@ -73,6 +73,9 @@ def _add_run_flags(r: argparse.ArgumentParser) -> None:
                    help=f"scale every duration by F, 0 < F <= 1 (env {SCALE_ENV})")
     r.add_argument("--metrics-port", type=int, metavar="P",
                    help="serve the runner's own metrics (sent, late, failed by emitter) on P")
+    r.add_argument("--alertmanager", metavar="URL",
+                   help="Alertmanager to check the scenario's alert expectations against "
+                   "(default $LOGOPS_ALERTMANAGER_URL, else http://127.0.0.1:9093)")
     r.add_argument("--plain", action="store_true",
                    help="plain progress lines even on a terminal")
     r.add_argument("--quiet", action="store_true", help="no live progress")

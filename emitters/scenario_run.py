@@ -23,6 +23,7 @@ from types import FrameType
 
 from clients.signed import secret_file
 from clients.targets import host_port
+from emitters.alerts import DEFAULT_URL, URL_ENV
 from emitters.cli import DEV_SECRET, new_run_id
 from emitters.progress import LiveView, print_summary
 from emitters.runner import BadInput, RunOptions, ScenarioRunner, Targets
@@ -83,6 +84,7 @@ def options_from(args: argparse.Namespace) -> RunOptions:
         runs_dir=Path(args.runs_dir),
         sink_dir=None if args.no_verify else _sink_dir(args, targets),
         steps=UpIngest(),
+        alertmanager=args.alertmanager or os.environ.get(URL_ENV) or DEFAULT_URL,
     )
 
 
@@ -100,7 +102,8 @@ def run_command(args: argparse.Namespace) -> int:
         if args.metrics_port is not None:
             from emitters.runner_metrics import serve_metrics
 
-            opts.on_send = serve_metrics(args.metrics_port)
+            metrics = serve_metrics(args.metrics_port)
+            opts.on_send, opts.on_target = metrics, metrics.set_target
         runner = ScenarioRunner(scenario, opts)
         runner.prepare()
     except ScenarioError as exc:
