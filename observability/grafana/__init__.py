@@ -1,0 +1,1 @@
+"""Grafana for LogOps: dashboards written with grafana-foundation-sdk, rendered to JSON."""
