@@ -15,7 +15,7 @@ from grpc_health.v1 import health
 from logops.v1 import logs_pb2
 
 from services.auth.core import AuthCore
-from services.auth.model import AuthRequest
+from services.auth.model import AuthRequest, RateInfo
 from services.common.config import AuthConfig
 from services.common.errors import LogOpsError
 from services.common.fronts import create_log_service_server
@@ -71,10 +71,20 @@ class LogServicePush:
         try:
             outcome = self._core.handle(request)
         except LogOpsError as exc:
-            abort(context, exc, rid)
+            abort(context, exc, rid, _rate_metadata(getattr(exc, "rate", None)))
         except Exception:
             abort_unexpected(context, rid)
+        if outcome.rate is not None:
+            context.set_trailing_metadata(_rate_metadata(outcome.rate))
         return result_to_pb(outcome.result)
+
+
+def _rate_metadata(rate: RateInfo | None) -> tuple[tuple[str, str], ...]:
+    """The HTTP front's ``RateLimit-*`` headers as trailing metadata (names in lower case,
+    as gRPC requires)."""
+    if rate is None:
+        return ()
+    return tuple((name.lower(), value) for name, value in rate.fields())
 
 
 def create_grpc_server(
@@ -89,4 +99,3 @@ def create_grpc_server(
         cfg.grpc_reflection,
         core.refusal_counter("grpc"),
     )
-

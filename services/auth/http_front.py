@@ -8,7 +8,6 @@ the ``RateLimit-*`` headers of the key's limit on answers and on 429s alike.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import falcon
@@ -31,17 +30,8 @@ MEDIA_PROTOBUF = "application/x-protobuf"
 def set_rate_headers(resp: falcon.Response, rate: RateInfo | None) -> None:
     if rate is None:
         return
-    resp.set_header("RateLimit-Limit", str(rate.limit))
-    resp.set_header("RateLimit-Remaining", str(max(0, rate.remaining)))
-    resp.set_header("RateLimit-Reset", str(max(0, math.ceil(rate.reset_sec))))
-    # draft-ietf-httpapi-ratelimit-headers-10: the same numbers as structured fields.
-    if rate.policy:
-        window = max(1, math.ceil(rate.window_sec))
-        resp.set_header("RateLimit-Policy", f'"{rate.policy}";q={rate.limit};w={window}')
-        resp.set_header(
-            "RateLimit",
-            f'"{rate.policy}";r={max(0, rate.remaining)};t={max(0, math.ceil(rate.reset_sec))}',
-        )
+    for name, value in rate.fields():
+        resp.set_header(name, value)
 
 
 class LogsResource:

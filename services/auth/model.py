@@ -3,11 +3,13 @@
 Plain data, no framework types: the fronts turn an HTTP request or a gRPC call into an
 :class:`AuthRequest`, call ``AuthCore.handle`` and turn the :class:`AuthOutcome` (or the
 ``LogOpsError`` it raises) into a response. Rate-limit numbers travel with both, so the
-HTTP front can send ``RateLimit-*`` headers on every answer, refusals included.
+fronts send ``RateLimit-*`` fields on every answer, refusals included: HTTP headers, gRPC
+trailing metadata.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -18,7 +20,7 @@ MEDIA_PROTOBUF = "application/x-protobuf"
 
 @dataclass(frozen=True, slots=True)
 class RateInfo:
-    """The limit that is closest to running out, for ``RateLimit-*`` headers."""
+    """The limit that is closest to running out, for the ``RateLimit-*`` fields."""
 
     limit: int
     remaining: int
@@ -26,6 +28,23 @@ class RateInfo:
     # The limit's name ("records", "requests", "global") and refill window in seconds.
     policy: str = ""
     window_sec: float = 0.0
+
+    def fields(self) -> list[tuple[str, str]]:
+        """The ``RateLimit-*`` fields: HTTP headers on one front, trailing metadata (names
+        in lower case) on the other. ``RateLimit-Limit/-Remaining/-Reset`` as the common
+        practice writes them, and the same numbers as draft-ietf-httpapi-ratelimit-headers-10's
+        structured fields when the limit has a name."""
+        remaining, reset = max(0, self.remaining), max(0, math.ceil(self.reset_sec))
+        out = [
+            ("RateLimit-Limit", str(self.limit)),
+            ("RateLimit-Remaining", str(remaining)),
+            ("RateLimit-Reset", str(reset)),
+        ]
+        if self.policy:
+            window = max(1, math.ceil(self.window_sec))
+            out.append(("RateLimit-Policy", f'"{self.policy}";q={self.limit};w={window}'))
+            out.append(("RateLimit", f'"{self.policy}";r={remaining};t={reset}'))
+        return out
 
 
 @dataclass(frozen=True, slots=True)

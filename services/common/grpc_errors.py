@@ -8,6 +8,8 @@ helps, ``google.rpc.RetryInfo`` carrying the same delay as HTTP ``Retry-After``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import NoReturn
 
 import grpc
@@ -39,8 +41,25 @@ def to_status(exc: LogOpsError, request_id: str) -> grpc.Status:
     return rpc_status.to_status(status)
 
 
-def abort(context: grpc.ServicerContext, exc: LogOpsError, request_id: str) -> NoReturn:
-    context.abort_with_status(to_status(exc, request_id))
+@dataclass(frozen=True, slots=True)
+class _Status(grpc.Status):  # type: ignore[misc]  # grpc.Status is an untyped interface
+    code: grpc.StatusCode
+    details: str
+    trailing_metadata: tuple[tuple[str, str | bytes], ...]
+
+
+def abort(
+    context: grpc.ServicerContext,
+    exc: LogOpsError,
+    request_id: str,
+    metadata: Sequence[tuple[str, str]] = (),
+) -> NoReturn:
+    """End the call with the error's status; ``metadata`` goes out beside the status
+    details in the trailers (the rate-limit fields of a refusal)."""
+    status = to_status(exc, request_id)
+    if metadata:
+        status = _Status(status.code, status.details, (*status.trailing_metadata, *metadata))
+    context.abort_with_status(status)
     raise AssertionError("abort_with_status returned")  # pragma: no cover
 
 

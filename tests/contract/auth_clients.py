@@ -68,7 +68,10 @@ class Keys:
     def ring(self) -> KeyRing:
         return KeyRing(
             ApiKey(
-                k, emitter_of(k), tuple(s.encode() for s in v), **RATES.get(k, {}),
+                k,
+                emitter_of(k),
+                tuple(s.encode() for s in v),
+                **RATES.get(k, {}),
                 role=ROLES.get(k, "client"),
             )
             for k, v in self.secrets.items()
@@ -80,7 +83,11 @@ class Keys:
         k-slow: 1 request/s, k-relay: a forwarder."""
         keys = cls()
         for key_id, count in (
-            (KEY_ID, 1), ("k-rotating", 2), ("k-tight", 1), ("k-slow", 1), ("k-relay", 1)
+            (KEY_ID, 1),
+            ("k-rotating", 2),
+            ("k-tight", 1),
+            ("k-slow", 1),
+            ("k-relay", 1),
         ):
             keys.add(key_id, count)
         return keys
@@ -101,13 +108,11 @@ def keys_file(tmp_path: Path, keys: Keys) -> Path:
     return path
 
 
-
 @dataclass
 class Pair:
     ingest: IngestGateway
     auth: AuthGateway
     restart_ingest: Callable[[], IngestGateway]
-
 
 
 def target_of(ingest: IngestGateway, hop: str) -> str:
@@ -116,7 +121,6 @@ def target_of(ingest: IngestGateway, hop: str) -> str:
     if hop == "grpc":
         return f"grpc://{ingest.addresses.grpc_target}"
     return ingest.addresses.http_url
-
 
 
 def start_pair(
@@ -132,7 +136,6 @@ def start_pair(
         return start_gateway(sink_dir=ingest.cfg.sink.dir, **ports)
 
     return Pair(ingest, auth, restart)
-
 
 
 def batch(records: int = 1, emitter: str = "liar", msg: str = "hello") -> dict[str, Any]:
@@ -189,18 +192,30 @@ def send(
     with grpc.insecure_channel(where.grpc_target) as channel:
         call = channel.unary_unary(PUSH, response_deserializer=logs_pb2.PushResponse.FromString)
         try:
-            answer = call(body, metadata=list(headers.items()), timeout=20)
+            answer, done = call.with_call(body, metadata=list(headers.items()), timeout=20)
         except grpc.RpcError as err:
             exc = error_from_rpc(err)
-            assert err.code().name == exc.code  # type: ignore[attr-defined]
-            return Answer(exc.http_status, exc.reason, {}, {}, exc.retry_after)
+            assert err.code().name == exc.code
+            trailers = _text_metadata(err.trailing_metadata())
+            return Answer(exc.http_status, exc.reason, {}, trailers, exc.retry_after)
     result = result_from_pb(answer).to_dict()
-    return Answer(202 if result["spooled"] else 200, "", result, {})
+    return Answer(
+        202 if result["spooled"] else 200, "", result, _text_metadata(done.trailing_metadata())
+    )
+
+
+def _text_metadata(metadata: Any) -> dict[str, str]:
+    """Trailing metadata as headers: the text entries (binary ``-bin`` ones left out)."""
+    return {k: v for k, v in (metadata or ()) if isinstance(v, str)}
 
 
 def push(
-    front: str, gw: AuthGateway | GatewayProcess, keys: Keys, doc: dict[str, Any],
-    key_id: str = KEY_ID, secret: int = 0,
+    front: str,
+    gw: AuthGateway | GatewayProcess,
+    keys: Keys,
+    doc: dict[str, Any],
+    key_id: str = KEY_ID,
+    secret: int = 0,
 ) -> Answer:
     body, media = encode(front, doc)
     headers = sign_headers((key_id, keys.secrets[key_id][secret]), body, media)
