@@ -29,10 +29,11 @@ from observability.grafana.panels import (
 UID = "logops-overview"
 ACCEPTED = "logops_ingest_records_accepted_total"
 SELECTED = 'emitter=~"$emitter", level=~"$level"'
-# Loki streams carry exactly the labels job, emitter, level and format; the job matcher
-# keeps every selector valid when both variables are "All" (Loki refuses a selector
-# whose matchers all match the empty string).
-LOG_STREAM = '{job=~".+", emitter=~"$emitter", level=~"$level"}'
+# Loki streams carry exactly the labels job, emitter, level and format; job is "logops"
+# (observability/alloy/config.alloy, promtail/promtail.yml). Matching it also keeps the
+# selector valid when both variables are "All": Loki refuses one whose matchers all match
+# the empty string.
+LOG_STREAM = '{job="logops", emitter=~"$emitter", level=~"$level"}'
 
 
 def traffic() -> list[Builder[Panel]]:

@@ -295,6 +295,26 @@ def test_logql_selectors_use_only_the_pipeline_labels() -> None:
             ), (title, expr)
 
 
+def shipped_jobs() -> set[str]:
+    """The ``job`` label the log shippers put on the sink's streams."""
+    promtail = yaml.safe_load((ROOT / "observability" / "promtail" / "promtail.yml").read_text())
+    jobs = {
+        group["labels"]["job"]
+        for scrape in promtail["scrape_configs"]
+        for group in scrape["static_configs"]
+    }
+    alloy = (ROOT / "observability" / "alloy" / "config.alloy").read_text()
+    return jobs | set(re.findall(r'"job"\s*=\s*"([^"]+)"', alloy))
+
+
+def test_logql_selects_the_job_the_shippers_set() -> None:
+    jobs = shipped_jobs()
+    assert len(jobs) == 1, jobs
+    for title, expr in build.logql_queries():
+        for matchers in stream_selectors(expr):
+            assert ("job", "=", next(iter(jobs))) in matchers, (title, expr)
+
+
 # --- (e) the panels PRODUCT.md section 8 asks for -----------------------------------------
 
 
