@@ -15,6 +15,7 @@ from observability.grafana.panels import (
     bar_gauge,
     dashed_series,
     label_variable,
+    logops_dashboard,
     logs,
     loki,
     loki_timeseries,
@@ -232,13 +233,13 @@ def log_panels() -> list[Builder[Panel]]:
 
 def build() -> Dashboard:
     dashboard = (
-        Dashboard("LogOps overview")
-        .uid(UID)
-        .description("Traffic through both gateways, record quality, latency, SLOs and alerts.")
-        .tags(["logops"])
+        logops_dashboard(
+            "LogOps overview",
+            UID,
+            "Traffic through both gateways, record quality, latency, SLOs and alerts.",
+        )
         .refresh("30s")
         .time("now-1h", "now")
-        .timezone("browser")
         .with_variable(
             label_variable("emitter", "Emitter", ACCEPTED, "Emitters seen by the Ingest Gateway.")
         )

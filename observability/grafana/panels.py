@@ -18,6 +18,8 @@ from grafana_foundation_sdk.builders.timeseries import Panel as Timeseries
 from grafana_foundation_sdk.cog.builder import Builder
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models.dashboard import (
+    DashboardCursorSync,
+    DashboardLinkType,
     DataSourceRef,
     DataTransformerConfig,
     DynamicConfigValue,
@@ -257,6 +259,26 @@ def label_variable(name: str, label: str, metric: str, description: str) -> dash
         .multi(True)
         .include_all(True)
         .all_value(".*")
+    )
+
+
+def logops_dashboard(title: str, uid: str, description: str) -> dash.Dashboard:
+    """A LogOps dashboard: tagged, linked to the others, one crosshair across panels."""
+    return (
+        dash.Dashboard(title)
+        .uid(uid)
+        .description(description)
+        .tags(["logops"])
+        .timezone("browser")
+        .tooltip(DashboardCursorSync.CROSSHAIR)
+        .link(
+            dash.DashboardLink("LogOps dashboards")
+            .type(DashboardLinkType.DASHBOARDS)
+            .tags(["logops"])
+            .as_dropdown(True)
+            .keep_time(True)
+            .include_vars(False)
+        )
     )
 
 

@@ -15,6 +15,7 @@ from observability.grafana.panels import (
     YELLOW,
     dashed_series,
     label_variable,
+    logops_dashboard,
     prom,
     section,
     stat,
@@ -145,13 +146,13 @@ def totals() -> list[Builder[Panel]]:
 
 def build() -> Dashboard:
     dashboard = (
-        Dashboard("LogOps scenario run")
-        .uid(UID)
-        .description("A scenario run from the runner's side: planned, sent, acknowledged, lost.")
-        .tags(["logops", "scenario"])
+        logops_dashboard(
+            "LogOps scenario run",
+            UID,
+            "A scenario run from the runner's side: planned, sent, acknowledged, lost.",
+        )
         .refresh("10s")
         .time("now-15m", "now")
-        .timezone("browser")
         .with_variable(
             label_variable("emitter", "Emitter", SENT, "Emitters of the running scenario.")
         )
