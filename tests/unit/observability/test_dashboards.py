@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from observability.grafana import build
+from tests.unit.observability.logs_pipeline_labels import loki_labels
 
 ROOT = Path(__file__).resolve().parents[3]
 COMMITTED = ROOT / "observability" / "grafana" / "dashboards"
@@ -24,9 +25,6 @@ RULES_DIR = ROOT / "observability" / "prometheus" / "rules"
 PROMETHEUS_OWN = {"ALERTS", "ALERTS_FOR_STATE", "up"}
 # Metric names a counter/histogram exposes beyond the name it is created with.
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
-# The labels Promtail and Alloy put on Loki streams (PRODUCT.md section 8); everything else
-# (scenario_id, run_id, batch_id) is structured metadata.
-LOKI_LABELS = frozenset({"job", "emitter", "level", "format"})
 
 # PRODUCT.md section 8, "observability/grafana/": each item and the panels that show it.
 PRODUCT_PANELS = {
@@ -282,13 +280,17 @@ def stream_selectors(expr: str) -> list[list[tuple[str, str, str]]]:
 
 
 def test_logql_selectors_use_only_the_pipeline_labels() -> None:
+    # The stream labels Alloy and Promtail set, read from their configs: job, emitter,
+    # level, format (PRODUCT.md section 8); scenario_id, run_id, batch_id are metadata.
+    allowed = loki_labels()
+    assert allowed == {"job", "emitter", "level", "format"}
     queries = build.logql_queries()
     assert {title for title, _ in queries} == {"Live tail", "Lines by level"}
     for title, expr in queries:
         selectors = stream_selectors(expr)
         assert selectors, (title, expr)
         for matchers in selectors:
-            assert {label for label, _, _ in matchers} <= LOKI_LABELS, (title, expr)
+            assert {label for label, _, _ in matchers} <= allowed, (title, expr)
             # Loki refuses a selector whose matchers all match the empty string.
             assert any(
                 (op == "=~" and value == ".+") or (op == "=" and value) for _, op, value in matchers
