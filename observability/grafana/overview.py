@@ -225,7 +225,8 @@ def log_panels() -> list[Builder[Panel]]:
     )
     tail = logs(
         "Live tail",
-        "The newest stored records from Loki for the selected emitters and levels.",
+        "The newest stored records from Loki for the selected emitters and levels, newest "
+        "first, refreshed with the dashboard (Explore's Live mode streams them).",
         loki(LOG_STREAM),
     )
     return [by_level, tail]
