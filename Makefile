@@ -12,7 +12,7 @@ DEBS   := syslog-ng-core redis-server shellcheck chromium prometheus prometheus-
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: help install system-deps test test-fast lint proto buf-lint native-check demo up down auth-smoke \
-  bench soak mutation mutation-c clean
+  bench soak mutation mutation-c dashboards clean
 
 help:
 	@echo "make demo   - start both gateways on free ports, push signed batches through the Auth Gateway, run the default"
@@ -32,6 +32,7 @@ help:
 	@echo "make mutation-c - hand-made mutants of the C hot path against its differential tests"
 	@echo "make lint   - ruff and mypy"
 	@echo "make proto  - regenerate the Python code from proto/"
+	@echo "make dashboards - regenerate the Grafana dashboards' JSON from observability/grafana/*.py"
 
 # The editable install also compiles the C hot path in place (services/ingest/_native.c).
 $(STAMP): pyproject.toml services/ingest/_native.c $(wildcard services/ingest/csrc/*.c)
@@ -96,8 +97,14 @@ test-fast: install
 	$(PY) -m pytest -q -m 'not slow'
 
 lint: install
-	$(VENV)/bin/ruff check services emitters clients tests
+	$(VENV)/bin/ruff check services emitters clients tests observability
 	$(VENV)/bin/mypy
+	$(PY) -m observability.grafana.build --check
+
+# The Grafana dashboards' JSON, generated from their Python source (observability/grafana/);
+# `make lint` fails when the committed JSON differs from what the source gives.
+dashboards: install
+	$(PY) -m observability.grafana.build
 
 demo: install
 	$(PY) -m services.demo
