@@ -167,6 +167,16 @@ def test_no_literal_passwords(services: dict[str, Any]) -> None:
             assert key.group(1).endswith("_FILE") or line.strip().endswith(":"), line
 
 
+def test_the_example_environment_lists_every_variable_the_file_reads() -> None:
+    used = set(re.findall(r"\$\{(\w+)", COMPOSE.read_text()))
+    listed = {
+        line.split("=", 1)[0]
+        for line in ENV_EXAMPLE.read_text().splitlines()
+        if re.match(r"\w+=", line)
+    }
+    assert used == listed
+
+
 def test_grafana_password_comes_from_a_secret_file(
     compose: dict[str, Any], services: dict[str, Any]
 ) -> None:
