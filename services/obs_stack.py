@@ -66,6 +66,7 @@ class Daemon:
     binary: str
     args: tuple[str, ...]
     run_dir: Path
+    cwd: Path | None = None
 
     @property
     def pid_file(self) -> Path:
@@ -83,16 +84,21 @@ def local_daemons(
     prometheus_listen: str = PROMETHEUS_LISTEN,
     alertmanager_listen: str = ALERTMANAGER_LISTEN,
 ) -> list[Daemon]:
-    """Alertmanager, then Prometheus (which sends to it); ``*_listen`` may use port 0."""
-    obs = run_dir / "obs"
+    """Alertmanager, then Prometheus (which sends to it); ``*_listen`` may use port 0.
+
+    Alertmanager runs in its config's folder: it resolves ``api_url_file`` (the Slack
+    webhook's ``secrets/slack_webhook_url``) against its working directory, as compose
+    does in ``/etc/alertmanager``."""
+    obs = run_dir.resolve() / "obs"
+    alertmanager_config = alertmanager_config.resolve()
     alertmanager = Daemon("alertmanager", "prometheus-alertmanager", (
         f"--config.file={alertmanager_config}",
         f"--storage.path={obs / 'alertmanager'}",
         f"--web.listen-address={alertmanager_listen}",
         "--cluster.listen-address=",  # one instance: no gossip port
-    ), obs)
+    ), obs, cwd=alertmanager_config.parent)
     prometheus = Daemon("prometheus", "prometheus", (
-        f"--config.file={prometheus_config}",
+        f"--config.file={prometheus_config.resolve()}",
         f"--storage.tsdb.path={obs / 'prometheus'}",
         f"--web.listen-address={prometheus_listen}",
         "--web.enable-lifecycle",  # POST /-/reload after editing rules or targets
@@ -160,7 +166,7 @@ def spawn(d: Daemon) -> subprocess.Popen[bytes]:
     with open(d.log_file, "wb") as log:
         proc = subprocess.Popen(
             [d.binary, *d.args], stdin=subprocess.DEVNULL, stdout=log,
-            stderr=subprocess.STDOUT, start_new_session=True,
+            stderr=subprocess.STDOUT, start_new_session=True, cwd=d.cwd,
         )
     d.pid_file.write_text(f"{proc.pid}\n")
     return proc
@@ -285,7 +291,28 @@ def compose_command() -> list[str] | None:
     return ["docker-compose"] if shutil.which("docker-compose") else None
 
 
+def missing_secrets(compose_file: Path) -> list[Path]:
+    """The files the compose file's ``secrets:`` name that do not exist (compose refuses to
+    start without them; they are git-ignored and have no defaults)."""
+    import yaml
+
+    try:
+        doc = yaml.safe_load(compose_file.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return []
+    files = [Path(str(v["file"])) for v in (doc.get("secrets") or {}).values()
+             if isinstance(v, dict) and "file" in v]
+    return [f for f in files if not (compose_file.parent / f).is_file()]
+
+
 def compose(action: str, compose_file: Path = COMPOSE_FILE) -> int:
+    missing = missing_secrets(compose_file) if action == "up" else []
+    if missing:
+        names = "\n".join(f"  {compose_file.parent / f}" for f in missing)
+        print(f"obs-up: compose needs these secret files first (git-ignored, no defaults; "
+              f"see observability/README.md, 'Before the first up'):\n{names}",
+              file=sys.stderr)
+        return 1
     cmd = compose_command()
     if cmd is None:
         print("obs: Docker answers but neither `docker compose` nor `docker-compose` is "

@@ -13,7 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from services.obs_stack import _alive, local_daemons, local_up, running_pid
+from services.obs_stack import (
+    _alive,
+    compose,
+    local_daemons,
+    local_up,
+    missing_secrets,
+    running_pid,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [
@@ -84,3 +91,25 @@ def test_without_docker_or_the_binaries_it_says_how_to_install(tmp_path: Path) -
     assert done.returncode == 1
     assert "no docker command" in done.stderr
     assert "apt-get install prometheus prometheus-alertmanager" in done.stderr
+
+
+def test_compose_mode_names_the_secret_files_it_needs_before_running_anything(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    compose_file = tmp_path / "docker-compose.yml"
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets" / "present").write_text("x\n")
+    compose_file.write_text(
+        "services: {}\n"
+        "secrets:\n"
+        "  here: {file: ./secrets/present}\n"
+        "  webhook: {file: ./alertmanager/secrets/slack_webhook_url}\n"
+    )
+    assert compose("up", compose_file) == 1
+    err = capsys.readouterr().err
+    assert str(tmp_path / "alertmanager/secrets/slack_webhook_url") in err
+    assert "present" not in err
+    # The shipped compose file names exactly the secrets observability/README.md makes.
+    shipped = {str(p) for p in missing_secrets(ROOT / "observability/docker-compose.yml")}
+    made = {"alertmanager/secrets/slack_webhook_url", "secrets/grafana_admin_password"}
+    assert shipped <= made
