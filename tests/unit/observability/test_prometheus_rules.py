@@ -254,6 +254,21 @@ def test_every_recorded_series_read_is_recorded() -> None:
     assert read <= recorded, f"read but never recorded: {sorted(read - recorded)}"
 
 
+def test_recorded_series_are_read_after_their_rule_in_the_same_group() -> None:
+    # Rules of a group run in order at one timestamp; groups run independently. A rule that
+    # reads another group's series sees it one evaluation late (and promtool's order of
+    # groups varies, so its tests would flicker).
+    for path in RULE_FILES:
+        for group in _load(path)["groups"]:
+            recorded: set[str] = set()
+            for rule in group["rules"]:
+                read = set(_RECORDED.findall(_STRING.sub(" ", str(rule["expr"]))))
+                name = rule.get("alert") or rule["record"]
+                assert read <= recorded, f"{path.name} {name} reads {sorted(read - recorded)}"
+                if "record" in rule:
+                    recorded.add(rule["record"])
+
+
 def test_label_values_matched_are_values_the_code_uses() -> None:
     codes = {c.name for c in grpc.StatusCode}
     code = _code_text()
