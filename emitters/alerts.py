@@ -163,10 +163,17 @@ class AlertWatch:
         """Until every expectation is decided, its deadline passed, or ``stop``; then the
         polling ends."""
         while not self._halt.is_set() and not stop.is_set():
-            if self.decided():
-                break
+            if self.decided() or self._clock() - self._start > self._horizon():
+                break  # the horizon: should the polls stop, the wait still ends
             stop.wait(min(0.2, self.poll_sec))
         self.close()
+
+    def _horizon(self) -> float:
+        """The last deadline (seconds after the start), plus a poll's worth of slack."""
+        end = self.end or 0.0
+        last = max((e.within_sec if e.state == "firing" else end + e.within_sec)
+                   for e in self.expectations)
+        return last + self.poll_sec + REQUEST_TIMEOUT_SEC * (len(self.seen) + 1)
 
     def close(self) -> None:
         self._halt.set()
@@ -190,6 +197,9 @@ class AlertWatch:
                 answers[name] = self._fetch(name)
             except AlertmanagerError as exc:
                 error = str(exc)
+                break
+            except Exception as exc:  # a fetch that breaks is a failed poll, not a dead watch
+                error = f"{type(exc).__name__}: {exc}"
                 break
         with self._lock:
             self.polls += 1

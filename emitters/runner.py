@@ -261,6 +261,10 @@ class ScenarioRunner:
                 self.alerts.end_of_run()
             steps.join(timeout=0.1)
             self._settle()
+        except BaseException:
+            if self.alerts is not None:
+                self.alerts.close()  # no verdicts after a failed run: stop polling
+            raise
         finally:
             self._set_targets(None)
             for p in self.planned:

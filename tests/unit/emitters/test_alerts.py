@@ -261,6 +261,24 @@ def test_failed_polls_are_told_beside_the_verdict(am: CannedAlertmanager) -> Non
     assert f"; 1 of 2 polls of {am.url} failed (URLError" in note
 
 
+def test_the_wait_ends_at_the_last_deadline_even_when_no_poll_comes(
+    am: CannedAlertmanager,
+) -> None:
+    def broken(name: str) -> list[dict[str, Any]]:
+        raise KeyError(name)
+
+    clock = Clock()
+    watch = AlertWatch(am.url, [FIRING, RESOLVED], fetch=broken, clock=clock)
+    watch.begin(clock.now, time.time())
+    watch.poll_once()  # a fetch that breaks is counted, not raised
+    assert (watch.polls, watch.failures) == (1, 1) and "KeyError" in watch.last_error
+    clock.now += 2.0
+    watch.end_of_run()
+    clock.now += 60.0  # past 2 s + 10 s (resolved) and 5 s (firing), and their slack
+    watch.wait(threading.Event())  # returns, though nothing decided it
+    assert watch.verdict(FIRING)[1] is False
+
+
 SCENARIO = """\
 name: alert-check
 duration_sec: 1.5
