@@ -81,7 +81,7 @@ native-check: install
 .PHONY: sanitize
 SANITIZE_CFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all \
   -fno-omit-frame-pointer -O1 -g -Wall
-SANITIZE_TESTS := tests/unit/ingest/test_native_*.py tests/unit/ingest/test_batch_index.py
+SANITIZE_TESTS := tests/unit/ingest/test_native_*.py tests/unit/ingest/test_batch_index.py tests/unit/auth/test_native_topb_hop.py
 sanitize: install
 	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	inc=$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["include"])'); \

@@ -7,6 +7,10 @@ over gRPC (``/logops.v1.LogService/Push`` with the raw ``PushRequest``) or HTTP 
 small pool of keep-alive connections). A transport answers Ingest's result, raises its
 refusal as the ``LogOpsError`` it stands for, or :class:`NoAnswer`. Retries, backoff and
 the breaker are :mod:`services.auth.forwarder`'s.
+
+An HTTP JSON body leaving over gRPC is re-encoded: by the C extension
+(``_native.push_request_json``, shared with the Ingest Gateway) when it is built and takes
+the body, without a Python object per record; else by :func:`_converted`, the reference.
 """
 
 from __future__ import annotations
@@ -14,8 +18,9 @@ from __future__ import annotations
 import http.client
 import threading
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from types import ModuleType
 from typing import Protocol
 
 import grpc
@@ -27,11 +32,19 @@ from logops.v1 import logs_pb2
 
 from clients.transports import PUSH_METHOD, http_error
 from services.auth.model import MEDIA_PROTOBUF, Payload
+from services.common.codecs import BATCH_META_KEYS, media_kind
 from services.common.errors import BadRequest, Internal, LogOpsError, Unavailable
 from services.common.grpc_errors import error_from_rpc
 from services.common.grpc_server import embedded_length, varint_size
 from services.common.model import Batch, PushResult, Rejection
 from services.common.pb_codec import record_to_pb, result_from_dict, result_from_pb
+
+_native: ModuleType | None
+try:
+    # The Ingest Gateway's C extension: one build for both gateways (see native.py).
+    from services.ingest import _native  # type: ignore[attr-defined,no-redef]
+except ImportError:  # not built: the pure-Python reference converts
+    _native = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +56,7 @@ class Prepared:
     headers: dict[str, str] = field(default_factory=dict)
     # A body converted for the hop: the original index of each record sent, and the
     # records refused before sending; Ingest's answer is mapped back through them.
-    kept: tuple[int, ...] | None = None
+    kept: Sequence[int] | None = None
     refused: tuple[Rejection, ...] = ()
 
 
@@ -89,7 +102,9 @@ _GRPC_OPTIONS = [
 
 
 class _GrpcHop:
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str, native: bool = True) -> None:
+        """``native``: convert JSON bodies in C when the extension is built."""
+        self._native = _native if native else None
         self._channel = grpc.insecure_channel(target, options=_GRPC_OPTIONS)
         # No request serializer: the PushRequest's bytes go out as they came in.
         self._push = self._channel.unary_unary(
@@ -105,7 +120,8 @@ class _GrpcHop:
             raise ValueError(
                 f"a {payload.media_type!r} body goes over gRPC only with its decoded batch"
             )
-        return _converted(payload.decoded())
+        fast = _native_converted(self._native, payload) if self._native is not None else None
+        return fast if fast is not None else _converted(payload.decoded())
 
     def send(
         self, prepared: Prepared, signed: Mapping[str, str], timeout: float, patient: bool
@@ -146,11 +162,44 @@ def _converted(batch: Batch) -> Prepared:
             continue
         kept.append(index)
     pb = logs_pb2.LogBatch(
-        batch_id=batch.batch_id, emitter=batch.emitter, scenario_id=batch.scenario_id,
-        run_id=batch.run_id, records=records,
+        batch_id=batch.batch_id,
+        emitter=batch.emitter,
+        scenario_id=batch.scenario_id,
+        run_id=batch.run_id,
+        records=records,
     )
     body = logs_pb2.PushRequest(batch=pb).SerializeToString()
     return Prepared(body, MEDIA_PROTOBUF, kept=tuple(kept), refused=tuple(refused))
+
+
+def _native_converted(native: ModuleType, payload: Payload) -> Prepared | None:
+    """What :func:`_converted` makes of a JSON body, made in C from the body's bytes; None
+    when the extension does not take the body (the reference then decides). A compressed
+    body is left to the reference, which gets it inflated already."""
+    if payload.content_encoding or media_kind(payload.media_type) != "json":
+        return None
+    scanned = native.scan_json(payload.body)
+    if scanned is None:
+        return None
+    *own, default_format, count, start, end = scanned
+    # As codecs.decode_body fills them: the body's names first, then the headers'.
+    meta = payload.meta
+    names = tuple(v or meta.get(k, "") for v, k in zip(own, BATCH_META_KEYS, strict=True))
+    converted = native.push_request_json(
+        payload.body, start, end, names, default_format or meta.get("format", "")
+    )
+    if converted is None:
+        return None
+    body, refused = converted
+    if not refused:
+        return Prepared(body, MEDIA_PROTOBUF, kept=range(count))
+    gone = set(refused)
+    return Prepared(
+        body,
+        MEDIA_PROTOBUF,
+        kept=tuple(i for i in range(count) if i not in gone),
+        refused=tuple(Rejection(i, "invalid_record", _UNCARRIED) for i in refused),
+    )
 
 
 def _mapped_back(result: PushResult, prepared: Prepared) -> PushResult:
@@ -164,9 +213,7 @@ def _mapped_back(result: PushResult, prepared: Prepared) -> PushResult:
     ]
     rejections += prepared.refused
     rejections.sort(key=lambda r: r.index)
-    return replace(
-        result, rejected=result.rejected + len(prepared.refused), rejections=rejections
-    )
+    return replace(result, rejected=result.rejected + len(prepared.refused), rejections=rejections)
 
 
 def _rpc_error(err: grpc.RpcError) -> LogOpsError:

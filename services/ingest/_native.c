@@ -9,6 +9,8 @@
  *   and Engine.normalise_wire() then turn its records into lines without building a
  *   Python object per field;
  * - Engine.normalise_dicts() takes records that were decoded in Python (CSV, NDJSON);
+ * - push_request_json() turns a JSON body's records into the serialized PushRequest the
+ *   Auth Gateway forwards over gRPC (pb_codec.record_to_pb's mapping, csrc/topb.c);
  * - syslog5424() reads a received RFC 5424 message into the record the syslog5424 format
  *   parses from it, for the syslog listener (lines without structured data only), and
  *   octet_frames() cuts the common frames of an octet-counted stream.
@@ -43,6 +45,7 @@
 #include "csrc/wire.c"
 #include "csrc/flat.c"
 #include "csrc/json.c"
+#include "csrc/topb.c"
 #include "csrc/idtable.c"
 #include "csrc/syslog.c"
 
@@ -487,6 +490,9 @@ static PyMethodDef module_methods[] = {
      "scan_json(body) -> (batch_id, emitter, scenario_id, run_id, format, count, start, end) or None"},
     {"scan_wire", scan_wire, METH_VARARGS,
      "scan_wire(body, request) -> (batch_id, emitter, scenario_id, run_id, count) or None"},
+    {"push_request_json", push_request_json, METH_VARARGS,
+     "push_request_json(body, start, end, names, default_format) -> (request, refused) or None: "
+     "the records scan_json framed as a serialized PushRequest (see csrc/topb.c)"},
     {"octet_frames", octet_frames, METH_VARARGS,
      "octet_frames(data, pos, limit) -> (frames, pos): the complete octet-counted frames at pos"},
     {"syslog5424", syslog5424, METH_O,
