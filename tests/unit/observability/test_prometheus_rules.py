@@ -107,11 +107,12 @@ def test_promtool_accepts_the_config_with_local_targets() -> None:
 
 
 @needs_promtool
-def test_promtool_accepts_the_config_with_compose_targets(tmp_path: Path) -> None:
-    # As compose mounts it: targets-compose/ in place of targets/.
+@pytest.mark.parametrize("folder", ["targets-compose", "targets-compose-gateways"])
+def test_promtool_accepts_the_config_with_compose_targets(tmp_path: Path, folder: str) -> None:
+    # As compose mounts it (LOGOPS_PROM_TARGETS): the folder in place of targets/.
     shutil.copy(PROM / "prometheus.yml", tmp_path)
     shutil.copytree(PROM / "rules", tmp_path / "rules")
-    shutil.copytree(PROM / "targets-compose", tmp_path / "targets")
+    shutil.copytree(PROM / folder, tmp_path / "targets")
     done = _promtool("check", "config", "prometheus.yml", cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
 
@@ -159,6 +160,24 @@ def test_target_files_name_each_service(folder: str, host: str, alertmanager: st
     (group,) = _load(PROM / folder / "alertmanager.yml")
     assert group["targets"] == [alertmanager]
     assert "service" in group["labels"]
+
+
+def test_compose_gateways_targets_name_the_containers() -> None:
+    """With compose's gateways profile, Prometheus scrapes the containers by service name
+    on their own ports; the scenario runner stays on the host."""
+    folder = PROM / "targets-compose-gateways"
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        f"{name}.yml" for name in (*JOBS, "alertmanager")
+    )
+    for job, (service, port) in JOBS.items():
+        (group,) = _load(folder / f"{job}.yml")
+        host = "host.docker.internal" if service == "scenario" else service
+        assert group["targets"] == [f"{host}:{port}"]
+        assert group["labels"] == {"service": service}
+    compose = _load(ROOT / "observability" / "docker-compose.yml")
+    for service in ("ingest", "auth"):
+        published = [str(p).rsplit(":", 2)[-1] for p in compose["services"][service]["ports"]]
+        assert str(JOBS[f"logops-{service}"][1]) in published
 
 
 # --- alerts ------------------------------------------------------------------------------
