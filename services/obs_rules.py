@@ -131,6 +131,7 @@ def write_overlay(dest: Path, factor: float, *, source_dir: Path = SHIPPED_DIR,
     ``factor``; the path of the new ``prometheus.yml``."""
     if not (math.isfinite(factor) and factor >= 1):
         raise ValueError("the rules' scale factor must be 1 or more")
+    dest = dest.resolve()  # Prometheus reads relative paths against the config's folder
     config = yaml.safe_load((source_dir / "prometheus.yml").read_text(encoding="utf-8"))
     glob = config.setdefault("global", {})
     interval = max(seconds(str(glob.get("scrape_interval", "1m"))) / factor, min_interval)

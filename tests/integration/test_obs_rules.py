@@ -57,6 +57,7 @@ def test_the_overlay_keeps_the_rules_and_promtool_accepts_it(tmp_path: Path) -> 
             if "for" in a:
                 assert seconds(b["for"]) == max(seconds(a["for"]) / 30, 0.001)
     doc = yaml.safe_load(config.read_text())
+    assert doc["rule_files"] == [str(tmp_path.resolve() / "fast" / "rules" / "*.yml")]
     assert doc["global"]["scrape_interval"] == doc["global"]["evaluation_interval"] == "1s"
     files = [f for job in doc["scrape_configs"] for sd in job["file_sd_configs"]
              for f in sd["files"]]
