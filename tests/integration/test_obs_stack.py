@@ -5,13 +5,17 @@ binaries is told how to install them."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
 
 from services.obs_stack import (
     _alive,
@@ -20,7 +24,12 @@ from services.obs_stack import (
     local_up,
     missing_secrets,
     running_pid,
+    spawn,
+    stop_daemon,
+    tail,
+    wait_ready,
 )
+from tests.obs_support import WebhookReceiver
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [
@@ -113,3 +122,42 @@ def test_compose_mode_names_the_secret_files_it_needs_before_running_anything(
     shipped = {str(p) for p in missing_secrets(ROOT / "observability/docker-compose.yml")}
     made = {"alertmanager/secrets/slack_webhook_url", "secrets/grafana_admin_password"}
     assert shipped <= made
+
+
+def test_local_alertmanager_finds_the_slack_webhook_file_beside_its_config(
+    tmp_path: Path,
+) -> None:
+    """Alertmanager reads ``api_url_file`` against its working directory; the local mode
+    runs it in its config's folder, so the shipped ``secrets/slack_webhook_url`` is found.
+    The shipped config (Slack receivers, templates) is copied with its grouping shortened;
+    the webhook file names a local server that stands in for Slack."""
+    shipped = ROOT / "observability" / "alertmanager"
+    folder = tmp_path / "alertmanager"
+    shutil.copytree(shipped / "templates", folder / "templates")
+    config = yaml.safe_load((shipped / "alertmanager.yml").read_text())
+    for route in [config["route"], *config["route"]["routes"]]:
+        route["group_wait"] = "1s"
+    (folder / "alertmanager.yml").write_text(yaml.safe_dump(config))
+    slack = WebhookReceiver()
+    (folder / "secrets").mkdir()
+    (folder / "secrets" / "slack_webhook_url").write_text(slack.url + "\n")
+    alertmanager, _ = local_daemons(tmp_path, alertmanager_config=folder / "alertmanager.yml",
+                                    alertmanager_listen="127.0.0.1:0")
+    try:
+        url = wait_ready(alertmanager, spawn(alertmanager).pid)
+        alert = [{"labels": {"alertname": "LogOpsGatewayDown", "severity": "critical",
+                             "service": "ingest"},
+                  "annotations": {"summary": "ingest is down"}}]
+        request = urllib.request.Request(url + "/api/v2/alerts", json.dumps(alert).encode(),
+                                         {"Content-Type": "application/json"})
+        urllib.request.urlopen(request, timeout=10).close()
+        deadline = time.monotonic() + 20
+        while not slack.notifications and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        stop_daemon(alertmanager)
+        slack.close()
+    assert slack.notifications, tail(alertmanager.log_file)
+    # Slack's payload, rendered by the shipped templates.
+    (message,) = slack.notifications[:1]
+    assert "LogOpsGatewayDown" in json.dumps(message["attachments"])
