@@ -273,7 +273,7 @@ class ScenarioRunner:
         interrupted = self.opts.stop.is_set()
         verify = self._verify()
         if self.alerts is not None:
-            self.alerts.wait(self.opts.stop)
+            self._wait_alerts(self.alerts)
         summary = build_summary(self, verify, interrupted)
         self.folder.write_timeline(timeline_lines(self))
         self.folder.write_json("summary.json", summary)
@@ -286,6 +286,14 @@ class ScenarioRunner:
         self.events.append(f"watching Alertmanager at {self.opts.alertmanager} for "
                            f"{', '.join(sorted({e.alert for e in wanted}))}")
         return AlertWatch(self.opts.alertmanager, wanted)
+
+    def _wait_alerts(self, watch: AlertWatch) -> None:
+        if not watch.decided():
+            self.events.append("waiting for the alert expectations to be decided")
+            began = time.monotonic()
+            watch.wait(self.opts.stop)
+            self.events.append(f"alert watch ended {time.monotonic() - began:.1f} s later")
+        watch.close()
 
     def alert_verdict(self, exp: AlertExpectation) -> AlertVerdict:
         """An alert expectation's verdict (not checked when no Alertmanager was given)."""
