@@ -500,3 +500,48 @@ def test_a_record_that_names_its_run_is_stored_under_it() -> None:
     assert "src_run_id" not in lines[0] and "src_run_id" not in lines[2]
     assert lines[3]["src_run_id"] == 42  # not text: kept as the source wrote it
     assert one({"msg": "e", "run_id": "run-8"})["run_id"] == "run-8"  # over the batch's r-1
+
+
+def test_a_text_as_long_in_characters_as_the_limit_is_measured_in_bytes() -> None:
+    # MAX_BYTES characters fit only if each is one byte.
+    _, result = run([{"msg": "a" * MAX_BYTES}, {"msg": "é" * MAX_BYTES}, {"raw": "é" * MAX_BYTES}])
+    assert result.accepted == 1
+    assert [(r.index, r.reason) for r in result.rejections] == [
+        (1, "record_too_large"),
+        (2, "record_too_large"),
+    ]
+
+
+def test_a_seq_given_as_text_is_read_as_the_integer_it_spells() -> None:
+    # Syslog 5424 carries seq="..." as text: the 20 digits of 2**64-1 at most.
+    assert one({"seq": "18446744073709551615"})["seq"] == 2**64 - 1
+    assert one({"seq": "0"})["seq"] == 0
+    for text in ("18446744073709551616", "0" * 20 + "1", "9" * 5000, "-1", "٣", " 1"):
+        _, result = run([{"seq": text}])
+        assert [(r.reason, r.message) for r in result.rejections] == [
+            ("invalid_record", "seq must be an integer from 0 to 2**64-1")
+        ], text
+
+
+def test_one_record_as_the_c_path_hands_it_over() -> None:
+    """The C path gives ``one`` each record it leaves to Python: the line a batch would
+    store, its level and the missing-field bits it counts by (ts absent 1, invalid 2,
+    level absent 4, invalid 8), or ``(None, reason, message)``."""
+    batch = Batch(records=[], batch_id="b-1", emitter="em", scenario_id="sc", run_id="r-1")
+    ctx = NORMALISER.context(batch, INGEST_MS)
+    cases = [
+        (TYPICAL, "INFO", 0),
+        ({"raw": SYSLOG_LINE, "format": "syslog"}, "ERROR", 0),
+        ({"ts": "yesterday", "level": "loud"}, "INFO", 2 | 8),
+        ({"msg": "m"}, "INFO", 1 | 4),
+    ]
+    for rec, level, flags in cases:
+        _, result = run([rec])
+        assert NORMALISER.one(rec, ctx) == (result.data, level, flags)
+    assert NORMALISER.one({"seq": -1}, ctx) == (
+        None,
+        "invalid_record",
+        "seq must be an integer from 0 to 2**64-1",
+    )
+    assert NORMALISER.one("text", ctx) == (None, "invalid_record", "a record must be an object")
+    assert NORMALISER.one({"raw": "x", "format": "yaml"}, ctx)[:2] == (None, "unknown_format")
