@@ -25,6 +25,10 @@ help:
 	@echo "make scenario-NAME - run scenarios/NAME.yaml against the gateways of make up (started if needed); run folder in"
 	@echo "              data/runs/ (SCENARIO_ARGS='--short' for the short version)"
 	@echo "make scenarios - the short version of every shipped scenario, one after the other; fails if one fails"
+	@echo "make obs-up - Prometheus + Alertmanager (+ Loki, Grafana, log shipping with Docker): compose when a Docker"
+	@echo "              engine answers, else Debian's binaries in the background (data/run/obs/); OBS_ARGS='--rules-scale 30'"
+	@echo "              runs the rules 30x faster, as make scenario-NAME does for scenarios that expect alerts"
+	@echo "make obs-down - stop what make obs-up started (safe when nothing runs)"
 	@echo "make test   - install what is needed, lint the schema and run the whole test suite"
 	@echo "make bench  - throughput and latency: Ingest and its syslog listener beside syslog-ng, Auth -> Ingest, hostile clients"
 	@echo "make soak   - ten minutes of constant load: does the gateway's memory stay flat?"
@@ -125,22 +129,46 @@ auth-smoke: install
 
 # Scenarios (docs/scenarios.md) against the gateways of `make up`, which is started when it
 # does not run. `make scenarios` runs the short version (--short: durations x 0.2, or
-# LOGOPS_SCENARIO_SCALE) of each and fails when one of them does.
+# LOGOPS_SCENARIO_SCALE) of each and fails when one of them does. A scenario that expects
+# alerts (outage, auth-abuse) also needs Prometheus and Alertmanager: `make obs-up` is
+# started first with the rules sped up 30x (SCENARIO_OBS_ARGS), so that alerts paced for
+# production fire within a run of seconds. The runner serves its metrics on 9108, where
+# Prometheus scrapes it (observability/prometheus/targets/).
 SCENARIO_NAMES := $(basename $(notdir $(wildcard scenarios/*.yaml)))
 SCENARIO_ARGS ?=
+SCENARIO_OBS_ARGS ?= --mode local --rules-scale 30
+SCENARIO_METRICS_PORT ?= 9108
 SCENARIO_TARGETS := $(addprefix scenario-,$(SCENARIO_NAMES))
+expects_alerts = grep -qE '^[[:space:]]*-[[:space:]]*\{?[[:space:]]*alert:' scenarios/$(1).yaml
 .PHONY: scenarios $(SCENARIO_TARGETS)
 $(SCENARIO_TARGETS): scenario-%: install
 	@$(PY) -m services.background start -- $(UP_ARGS)
-	$(PY) -m services.cli scenario run scenarios/$*.yaml $(SCENARIO_ARGS)
+	@if $(call expects_alerts,$*); then $(PY) -m services.obs_stack up $(SCENARIO_OBS_ARGS); fi
+	$(PY) -m services.cli scenario run scenarios/$*.yaml --metrics-port $(SCENARIO_METRICS_PORT) $(SCENARIO_ARGS)
 
 scenarios: install
 	@$(PY) -m services.background start -- $(UP_ARGS)
+	@$(PY) -m services.obs_stack up $(SCENARIO_OBS_ARGS)
 	@failed=""; for name in $(SCENARIO_NAMES); do \
 	  echo "== scenario $$name (short)"; \
-	  $(PY) -m services.cli scenario run scenarios/$$name.yaml --short $(SCENARIO_ARGS) || failed="$$failed $$name"; \
+	  $(PY) -m services.cli scenario run scenarios/$$name.yaml --short \
+	    --metrics-port $(SCENARIO_METRICS_PORT) $(SCENARIO_ARGS) || failed="$$failed $$name"; \
 	done; \
 	if [ -n "$$failed" ]; then echo "scenarios that failed:$$failed"; exit 1; fi; echo "every scenario held"
+
+# The observability stack (docs/observability.md): compose when a Docker engine answers, else
+# Debian's Prometheus and Alertmanager in the background with the same configuration (pids,
+# logs and data in data/run/obs/). OBS_ARGS='--rules-scale 30' runs the rules 30x faster.
+.PHONY: obs-up obs-down obs-status
+OBS_ARGS ?=
+obs-up: install
+	@$(PY) -m services.obs_stack up $(OBS_ARGS)
+
+obs-down:
+	@if [ -x $(PY) ]; then $(PY) -m services.obs_stack down; else echo "The observability stack is not running."; fi
+
+obs-status: install
+	@$(PY) -m services.obs_stack status
 
 bench: install system-deps
 	$(PY) -m tests.bench.ingest_bench
