@@ -49,7 +49,8 @@ def running_pid(pid_file: Path) -> int | None:
     return pid if b"services.cli" in cmdline and b"up" in cmdline else None
 
 
-def _tail(log_file: Path, lines: int = 20) -> str:
+def log_tail(log_file: Path, lines: int = 20) -> str:
+    """The last ``lines`` of a background process's log, indented, for an error message."""
     try:
         text = log_file.read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError:
@@ -85,7 +86,7 @@ def wait_ready(pid: int, log_file: Path, timeout: float = START_TIMEOUT_SEC) -> 
     """Poll until both gateways answer ``/readyz`` with 200; their ``up`` line."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not _alive(pid):
+        if not alive(pid):
             raise StartFailed("logops up exited")
         event = up_event(log_file)
         if event and all(_ready(event[gw]["http"]) for gw in ("ingest", "auth")):
@@ -115,7 +116,7 @@ def start(run_dir: Path, up_args: Sequence[str]) -> int:
     try:
         event = wait_ready(pid, log_file)
     except StartFailed as exc:
-        print(f"make up: {exc}. The end of {log_file}:\n{_tail(log_file)}", file=sys.stderr)
+        print(f"make up: {exc}. The end of {log_file}:\n{log_tail(log_file)}", file=sys.stderr)
         stop(run_dir, quiet=True)
         return 1
     print("LogOps is up:\n" + _describe(pid, event, log_file))
@@ -135,7 +136,8 @@ def _spawn(run_dir: Path, up_args: Sequence[str]) -> int:
     return proc.pid
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie child of ours counts as gone, and is reaped)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -181,10 +183,10 @@ def _signal(pids: Sequence[int], sig: signal.Signals) -> None:
 
 def _wait_gone(pids: Sequence[int], timeout: float) -> list[int]:
     deadline = time.monotonic() + timeout
-    left = [p for p in pids if _alive(p)]
+    left = [p for p in pids if alive(p)]
     while left and time.monotonic() < deadline:
         time.sleep(POLL_SEC)
-        left = [p for p in left if _alive(p)]
+        left = [p for p in left if alive(p)]
     return left
 
 

@@ -33,6 +33,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from services.background import alive, log_tail
+
 RUN_DIR = Path("data/run")
 COMPOSE_FILE = Path("observability/docker-compose.yml")
 PROMETHEUS_CONFIG = Path("observability/prometheus/prometheus.yml")
@@ -109,20 +111,6 @@ def local_daemons(
 # -- one daemon ---------------------------------------------------------------------------
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A child of ours that exited stays a zombie until reaped: it is gone all the same.
-    try:
-        return os.waitpid(pid, os.WNOHANG) == (0, 0)
-    except ChildProcessError:
-        return True
-
-
 def running_pid(d: Daemon) -> int | None:
     """The pid in the daemon's pid file if that process is alive and runs its binary (a pid
     the system has since given to another program is not ours to signal)."""
@@ -131,15 +119,7 @@ def running_pid(d: Daemon) -> int | None:
         argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
     except (OSError, ValueError):
         return None
-    return pid if Path(os.fsdecode(argv0)).name == d.binary and _alive(pid) else None
-
-
-def tail(log_file: Path, lines: int = 20) -> str:
-    try:
-        text = log_file.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
-        return "  (no log)"
-    return "\n".join(f"  {line}" for line in text[-lines:])
+    return pid if Path(os.fsdecode(argv0)).name == d.binary and alive(pid) else None
 
 
 def listening(log_file: Path) -> str | None:
@@ -177,7 +157,7 @@ def wait_ready(d: Daemon, pid: int, timeout: float = START_TIMEOUT_SEC) -> str:
     reason otherwise (the caller shows the log's tail)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not _alive(pid):
+        if not alive(pid):
             raise StartFailed(f"{d.name} exited")
         url = listening(d.log_file)
         if url is not None and is_ready(url):
@@ -195,10 +175,10 @@ def stop_daemon(d: Daemon, timeout: float = STOP_TIMEOUT_SEC) -> str:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while _alive(pid) and time.monotonic() < deadline:
+    while alive(pid) and time.monotonic() < deadline:
         time.sleep(POLL_SEC)
     how = "stopped"
-    if _alive(pid):
+    if alive(pid):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
         how = f"did not stop within {timeout:.0f} s: killed (SIGKILL)"
@@ -224,7 +204,7 @@ def local_up(daemons: Sequence[Daemon]) -> int:
         try:
             urls.append(wait_ready(d, pid))
         except StartFailed as exc:
-            print(f"obs-up: {exc}. The end of {d.log_file}:\n{tail(d.log_file)}",
+            print(f"obs-up: {exc}. The end of {d.log_file}:\n{log_tail(d.log_file)}",
                   file=sys.stderr)
             for s in reversed(started):
                 stop_daemon(s, timeout=5.0)

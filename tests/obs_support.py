@@ -31,6 +31,7 @@ from typing import Any
 
 import yaml
 
+from services.background import log_tail
 from services.obs_rules import write_overlay
 from services.obs_stack import (
     Daemon,
@@ -38,7 +39,6 @@ from services.obs_stack import (
     local_daemons,
     spawn,
     stop_daemon,
-    tail,
     wait_ready,
 )
 
@@ -165,7 +165,7 @@ class ObsStack:
         try:
             return wait_ready(d, pid, timeout=60)
         except StartFailed as exc:
-            raise StartFailed(f"{exc}:\n{tail(d.log_file)}") from exc
+            raise StartFailed(f"{exc}:\n{log_tail(d.log_file)}") from exc
 
     def stop(self) -> None:
         for d in reversed(self._running):
@@ -173,7 +173,7 @@ class ObsStack:
         self._running.clear()
 
     def log(self, name: str) -> str:
-        return tail(self.folder / "obs" / f"{name}.log", 40)
+        return log_tail(self.folder / "obs" / f"{name}.log", 40)
 
     # -- asking Prometheus ------------------------------------------------------------
 

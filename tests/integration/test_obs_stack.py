@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from services.background import alive, log_tail
 from services.obs_stack import (
-    _alive,
     compose,
     local_daemons,
     local_up,
@@ -26,7 +26,6 @@ from services.obs_stack import (
     running_pid,
     spawn,
     stop_daemon,
-    tail,
     wait_ready,
 )
 from tests.obs_support import WebhookReceiver
@@ -73,7 +72,7 @@ def test_up_status_down_in_local_mode(tmp_path: Path) -> None:
     finally:
         down = obs(tmp_path, "down", *FREE_PORTS)
     assert down.returncode == 0, down.stderr
-    assert all(p is not None and not _alive(p) for p in pids)
+    assert all(p is not None and not alive(p) for p in pids)
     assert [running_pid(d) for d in daemons] == [None, None]
     assert "prometheus is not running" in obs(tmp_path, "down", *FREE_PORTS).stdout
     assert obs(tmp_path, "status", *FREE_PORTS).returncode == 3
@@ -157,7 +156,7 @@ def test_local_alertmanager_finds_the_slack_webhook_file_beside_its_config(
     finally:
         stop_daemon(alertmanager)
         slack.close()
-    assert slack.notifications, tail(alertmanager.log_file)
+    assert slack.notifications, log_tail(alertmanager.log_file)
     # Slack's payload, rendered by the shipped templates.
     (message,) = slack.notifications[:1]
     assert "LogOpsGatewayDown" in json.dumps(message["attachments"])
