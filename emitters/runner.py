@@ -16,11 +16,9 @@ until every alert expectation is decided (docs/scenarios.md).
 
 from __future__ import annotations
 
-import contextlib
 import socket
 import threading
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +38,7 @@ from emitters.run_summary import build_summary, timeline_lines
 from emitters.runfolder import RunFolder
 from emitters.scenario import EmitterSpec, Scenario, Step
 from emitters.source import Accounting, EventSource
+from emitters.spool_watch import wait_spool_empty
 
 GATEWAY_LINGER_SEC = 0.2
 LINE_LINGER_SEC = 0.005
@@ -396,7 +395,7 @@ class ScenarioRunner:
         if spooled:
             wait = max(self.scenario.settle_sec, SPOOL_DRAIN_MIN_SEC)
             self.events.append(f"waiting up to {wait:g} s for the Auth Gateway's spool to drain")
-            drained = _wait_spool_empty(self.opts.targets.auth_http, wait, self.opts.stop)
+            drained = wait_spool_empty(self.opts.targets.auth_http, wait, self.opts.stop)
             self.events.append("spool drained" if drained else "spool NOT drained in time")
         elif self.scenario.settle_sec:
             self.opts.stop.wait(self.scenario.settle_sec)
@@ -427,28 +426,3 @@ def _shell(command: str, run_dir: Path, run_id: str) -> str:
     if done.returncode != 0:
         raise RuntimeError(f"exit {done.returncode}: {done.stderr.strip()[-200:]}")
     return (done.stdout.strip().splitlines() or ["done"])[-1][:200]
-
-
-def spool_depth(auth_http: str) -> float | None:
-    """The Auth Gateway's spool depth in batches, from its /metrics (None: no answer)."""
-    url = auth_http.rstrip("/") + "/metrics"
-    try:
-        with urllib.request.urlopen(url, timeout=2) as resp:
-            text = resp.read().decode("utf-8", "replace")
-    except OSError:
-        return None
-    for line in text.splitlines():
-        if line.startswith("logops_auth_spool_batches"):
-            with contextlib.suppress(ValueError, IndexError):
-                return float(line.rsplit(" ", 1)[1])
-    return None
-
-
-def _wait_spool_empty(auth_http: str, timeout: float, stop: threading.Event) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if spool_depth(auth_http) == 0:
-            return True
-        if stop.wait(0.25):
-            return False
-    return False
