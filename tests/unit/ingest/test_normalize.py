@@ -312,6 +312,8 @@ def test_value_types(rec: dict[str, Any], field: str, value: object) -> None:
         ({"raw": 7}, "raw must be a string"),
         ({"big": 2**70}, "cannot be stored as JSON"),
         ({"msg": "\ud800"}, "cannot be stored as JSON"),
+        ({"msg": 2**70}, "msg cannot be written as JSON"),
+        ({"host": [2**64]}, "host cannot be written as JSON"),
     ],
 )
 def test_invalid_records(rec: dict[Any, Any], message: str) -> None:
@@ -506,9 +508,9 @@ def test_a_text_as_long_in_characters_as_the_limit_is_measured_in_bytes() -> Non
     # MAX_BYTES characters fit only if each is one byte.
     _, result = run([{"msg": "a" * MAX_BYTES}, {"msg": "é" * MAX_BYTES}, {"raw": "é" * MAX_BYTES}])
     assert result.accepted == 1
-    assert [(r.index, r.reason) for r in result.rejections] == [
-        (1, "record_too_large"),
-        (2, "record_too_large"),
+    assert [(r.index, r.reason, r.message) for r in result.rejections] == [
+        (1, "record_too_large", f"msg is over {MAX_BYTES} bytes (at least {2 * MAX_BYTES})"),
+        (2, "record_too_large", f"raw is over {MAX_BYTES} bytes (at least {2 * MAX_BYTES})"),
     ]
 
 
