@@ -71,6 +71,7 @@ def test_pending_values_wait_beside_the_table_until_replaced_or_discarded() -> N
     assert index.get("b1") == StoredBatch(5, 1)
     other = object()
     index.add("b2", other)
+    assert len(index) == 2  # an id being written is held as well
     index.discard("b2", other)
     assert index.get("b2") is None
     assert len(index) == 1
@@ -177,7 +178,8 @@ def test_thousands_of_ids_with_counts_past_16_bits_each_keep_their_own(
 @pytest.mark.parametrize("table_type", TABLES)
 def test_an_id_stored_again_and_again_at_start_up_is_still_answered(table_type: type) -> None:
     # The one case where the side table forgets before the main one: id-2's first side
-    # key goes while both keep id-2. A duplicate is still answered (its counts as zeros).
+    # key goes while both keep id-2. A duplicate is still answered: the same accepted
+    # and rejected counts, the missing ones kept or, forgotten, zeros.
     index = index_on(table_type, 2)
     packed, wide = (1, 2, 3, 4), (70_000, 1, 2, 3)
     for key, missing in [(2, packed), (1, packed), (3, (0, 0, 0, 0)), (3, packed), (2, wide)]:
@@ -185,7 +187,7 @@ def test_an_id_stored_again_and_again_at_start_up_is_still_answered(table_type: 
     assert index.get("id-2") == StoredBatch(1, 0, wide)
     index.load(["id-1", "id-1"], [StoredBatch(1, 0, packed), StoredBatch(1, 0, wide)])
     assert index.get("id-1") == StoredBatch(1, 0, wide)
-    assert index.get("id-2") == StoredBatch(1, 0)
+    assert index.get("id-2") in (StoredBatch(1, 0, wide), StoredBatch(1, 0))
 
 
 def test_an_index_line_holds_the_answer_where_the_data_is_and_when_to_the_millisecond() -> None:
