@@ -21,6 +21,8 @@ buf_reserve(Buf *b, Py_ssize_t extra)
     return b->len + extra <= b->cap ? 0 : buf_grow(b, extra);
 }
 
+/* The raw allocator: a buffer may grow while the GIL is released (csrc/topb.c), and then
+ * the error is set by whoever takes the GIL back. */
 static int
 buf_grow(Buf *b, Py_ssize_t extra)
 {
@@ -28,9 +30,11 @@ buf_grow(Buf *b, Py_ssize_t extra)
     while (cap < b->len + extra) {
         cap *= 2;
     }
-    char *p = PyMem_Realloc(b->p, (size_t)cap);
+    char *p = PyMem_RawRealloc(b->p, (size_t)cap);
     if (p == NULL) {
-        PyErr_NoMemory();
+        if (PyGILState_Check()) {
+            PyErr_NoMemory();
+        }
         return -1;
     }
     b->p = p;
@@ -57,7 +61,7 @@ buf_put(Buf *b, const char *s, Py_ssize_t n)
 static void
 buf_free(Buf *b)
 {
-    PyMem_Free(b->p);
+    PyMem_RawFree(b->p);
     b->p = NULL;
     b->len = b->cap = 0;
 }

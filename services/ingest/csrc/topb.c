@@ -16,6 +16,10 @@
  * as upb writes them; map entries in the record's order (upb's own order is its hash
  * table's, so only the parsed messages can be compared).
  *
+ * The work runs without the GIL when the body is a bytes object (nothing can change it
+ * meanwhile): the Auth Gateway's threads go on receiving other requests. Only a float
+ * takes the GIL back, for PyOS_double_to_string.
+ *
  * What is not decided here exactly (a known key holding an object or array, a string
  * seq, a nested object with a repeated name, more than MAX_TOPB_MEMBERS members, text
  * the strict reader refuses) makes the whole body "not handled": the Python path then
@@ -43,7 +47,19 @@ typedef struct {
     Members top;  /* a record's own members, as read */
     Members inner;/* the members of its "fields" object */
     Members merged;
+    Py_ssize_t *refused; /* indices of records whose seq cannot be carried */
+    Py_ssize_t nrefused, refused_cap;
 } ToPb;
+
+/* Allocation failed, maybe without the GIL: the caller sets MemoryError once it has it. */
+static int
+tp_no_memory(void)
+{
+    if (PyGILState_Check()) {
+        PyErr_NoMemory();
+    }
+    return -1;
+}
 
 static void
 tp_free(ToPb *t)
@@ -55,9 +71,26 @@ tp_free(ToPb *t)
     buf_free(&t->esc);
     buf_free(&t->arena);
     buf_free(&t->names);
-    PyMem_Free(t->top.items);
-    PyMem_Free(t->inner.items);
-    PyMem_Free(t->merged.items);
+    PyMem_RawFree(t->top.items);
+    PyMem_RawFree(t->inner.items);
+    PyMem_RawFree(t->merged.items);
+    PyMem_RawFree(t->refused);
+}
+
+static int
+refused_push(ToPb *t, Py_ssize_t index)
+{
+    if (t->nrefused == t->refused_cap) {
+        Py_ssize_t cap = t->refused_cap ? t->refused_cap * 2 : 16;
+        Py_ssize_t *p = PyMem_RawRealloc(t->refused, (size_t)cap * sizeof(Py_ssize_t));
+        if (p == NULL) {
+            return tp_no_memory();
+        }
+        t->refused = p;
+        t->refused_cap = cap;
+    }
+    t->refused[t->nrefused++] = index;
+    return 0;
 }
 
 static int
@@ -65,10 +98,9 @@ members_push(Members *m, Member item)
 {
     if (m->n == m->cap) {
         Py_ssize_t cap = m->cap ? m->cap * 2 : 32;
-        Member *p = PyMem_Realloc(m->items, (size_t)cap * sizeof(Member));
+        Member *p = PyMem_RawRealloc(m->items, (size_t)cap * sizeof(Member));
         if (p == NULL) {
-            PyErr_NoMemory();
-            return -1;
+            return tp_no_memory();
         }
         m->items = p;
         m->cap = cap;
@@ -247,15 +279,33 @@ put_int(Buf *b, const Number *num)
 }
 
 /* repr(float): Python's shortest round-trip text. */
+/* PyOS_double_to_string needs the GIL, which the caller may have released. */
+static char *
+double_text(double d, int flags)
+{
+    PyGILState_STATE gil = PyGILState_Ensure();
+    char *s = PyOS_double_to_string(d, 'r', 0, flags, NULL);
+    PyGILState_Release(gil);
+    return s;
+}
+
+static void
+double_text_free(char *s)
+{
+    PyGILState_STATE gil = PyGILState_Ensure();
+    PyMem_Free(s);
+    PyGILState_Release(gil);
+}
+
 static int
 put_repr(Buf *b, double d)
 {
-    char *s = PyOS_double_to_string(d, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
+    char *s = double_text(d, Py_DTSF_ADD_DOT_0);
     if (s == NULL) {
         return -1;
     }
     int rc = buf_put(b, s, (Py_ssize_t)strlen(s));
-    PyMem_Free(s);
+    double_text_free(s);
     return rc;
 }
 
@@ -267,7 +317,7 @@ put_orjson_float(Buf *b, double d)
     if (d == 0) {
         return signbit(d) ? PUT_LIT(b, "-0.0") : PUT_LIT(b, "0.0");
     }
-    char *s = PyOS_double_to_string(d, 'r', 0, 0, NULL);
+    char *s = double_text(d, 0);
     if (s == NULL) {
         return -1;
     }
@@ -293,7 +343,7 @@ put_orjson_float(Buf *b, double d)
     if (*q == 'e') {
         exp10 = atoi(q + 1);
     }
-    PyMem_Free(s);
+    double_text_free(s);
     int int_len = point < 0 ? nd + zeros_before : point; /* digits before the point */
     int sexp = int_len - zeros_before - 1 + exp10;     /* exponent of the first digit */
     while (nd > 1 && digits[nd - 1] == '0') {
@@ -713,9 +763,10 @@ tp_record(ToPb *t, Cursor *c, Span default_format, int *refused)
     return rc;
 }
 
-/* The records array [start, end) of the body; refused indices appended to `refused`. */
+/* The records array [start, end) of the body; refused indices into t->refused. Touches
+ * no Python object: it may run without the GIL. */
 static int
-tp_records(ToPb *t, Cursor *c, Span default_format, PyObject *refused)
+tp_records(ToPb *t, Cursor *c, Span default_format)
 {
     c->p++; /* '[' */
     if (j_byte(c, ']')) {
@@ -733,13 +784,8 @@ tp_records(ToPb *t, Cursor *c, Span default_format, PyObject *refused)
         if (rc <= 0) {
             return rc;
         }
-        if (no) {
-            PyObject *i = PyLong_FromSsize_t(index);
-            int bad = i == NULL || PyList_Append(refused, i) < 0;
-            Py_XDECREF(i);
-            if (bad) {
-                return -1;
-            }
+        if (no && refused_push(t, index) < 0) {
+            return -1;
         }
         index++;
     } while (j_byte(c, ','));
@@ -806,13 +852,44 @@ tp_request(ToPb *t, PyObject *names)
  * `start`/`end` frame the records array as scan_json gives them; `names` are the
  * batch's (batch_id, emitter, scenario_id, run_id) as the request carries them. */
 static PyObject *
+tp_result(ToPb *t, PyObject *names)
+{
+    PyObject *request = tp_request(t, names);
+    if (request == NULL || request == Py_None) {
+        return request;
+    }
+    PyObject *indices = PyTuple_New(t->nrefused), *result = NULL;
+    for (Py_ssize_t i = 0; indices != NULL && i < t->nrefused; i++) {
+        PyObject *index = PyLong_FromSsize_t(t->refused[i]);
+        if (index == NULL) {
+            Py_CLEAR(indices);
+            break;
+        }
+        PyTuple_SET_ITEM(indices, i, index);
+    }
+    if (indices != NULL) {
+        result = PyTuple_Pack(2, request, indices);
+        Py_DECREF(indices);
+    }
+    Py_DECREF(request);
+    return result;
+}
+
+static PyObject *
 push_request_json(PyObject *module, PyObject *args)
 {
     Py_buffer view;
     Py_ssize_t start, end;
-    PyObject *names, *fmt_obj;
-    if (!PyArg_ParseTuple(args, "y*nnO!U", &view, &start, &end, &PyTuple_Type, &names,
+    PyObject *body, *names, *fmt_obj;
+    if (!PyArg_ParseTuple(args, "OnnO!U", &body, &start, &end, &PyTuple_Type, &names,
                           &fmt_obj)) {
+        return NULL;
+    }
+    if (PyUnicode_Check(body)) {
+        PyErr_SetString(PyExc_TypeError, "body must be a bytes-like object, not str");
+        return NULL;
+    }
+    if (PyObject_GetBuffer(body, &view, PyBUF_SIMPLE) < 0) {
         return NULL;
     }
     if (start < 0 || end > view.len || end - start < 2 || ((char *)view.buf)[start] != '[') {
@@ -833,26 +910,26 @@ push_request_json(PyObject *module, PyObject *args)
     }
     ToPb t;
     memset(&t, 0, sizeof t);
-    PyObject *refused = PyList_New(0), *result = NULL;
+    PyObject *result = NULL;
     Cursor c = {(char *)view.buf + start, (char *)view.buf + end};
-    int rc = refused == NULL ? -1 : fmt == NULL ? TP_DECLINE
-                                  : tp_records(&t, &c, (Span){fmt, fmt_n}, refused);
+    int rc = TP_DECLINE;
+    if (fmt != NULL) {
+        /* A bytes body cannot change while the GIL is released; a bytearray could. */
+        PyThreadState *save = PyBytes_CheckExact(body) ? PyEval_SaveThread() : NULL;
+        rc = tp_records(&t, &c, (Span){fmt, fmt_n});
+        if (save != NULL) {
+            PyEval_RestoreThread(save);
+        }
+    }
     if (rc > 0) {
-        PyObject *request = tp_request(&t, names);
-        if (request == Py_None) {
-            result = request;
-        }
-        else if (request != NULL) {
-            PyObject *indices = PyList_AsTuple(refused);
-            result = indices == NULL ? NULL : PyTuple_Pack(2, request, indices);
-            Py_XDECREF(indices);
-            Py_DECREF(request);
-        }
+        result = tp_result(&t, names);
     }
     else if (rc == TP_DECLINE) {
         result = Py_NewRef(Py_None);
     }
-    Py_XDECREF(refused);
+    else if (!PyErr_Occurred()) {
+        PyErr_NoMemory();
+    }
     tp_free(&t);
     PyBuffer_Release(&view);
     return result;

@@ -22,6 +22,7 @@ file under AddressSanitizer and UBSan.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -434,3 +435,33 @@ def test_floats_in_fields_are_written_as_orjson_writes_them() -> None:
     assert got is not None
     records = logs_pb2.PushRequest.FromString(got[0]).batch.records
     assert [r.fields["f"] for r in records] == [orjson.dumps(v).decode() for v in values]
+
+
+def test_threads_converting_at_once_get_their_own_answers() -> None:
+    """A bytes body is converted without the GIL: threads run side by side, and a float
+    takes the GIL back for a moment; each thread must still get its own body's answer."""
+    bodies = [
+        orjson.dumps(
+            [{"msg": f"t{n}-{i}", "seq": -1 if i % 97 == 0 else i, "f": i / (n + 3),
+              "fields": {"k": [n, i, "é"]}} for i in range(400)]
+        )
+        for n in range(6)
+    ]  # fmt: skip
+    want = [c_path(b, {"batch_id": "x"}) for b in bodies]
+    assert all(w is not None for w in want)
+    errors: list[BaseException] = []
+
+    def work(n: int) -> None:
+        try:
+            for _ in range(15):
+                assert c_path(bodies[n], {"batch_id": "x"}) == want[n]
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(len(bodies))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert_same(bodies[0], {"batch_id": "x"}, must_take=True)
