@@ -547,3 +547,43 @@ def test_one_record_as_the_c_path_hands_it_over() -> None:
     )
     assert NORMALISER.one("text", ctx) == (None, "invalid_record", "a record must be an object")
     assert NORMALISER.one({"raw": "x", "format": "yaml"}, ctx)[:2] == (None, "unknown_format")
+
+
+def test_only_what_could_not_be_read_is_kept_beside_its_replacement() -> None:
+    level_only = one({"ts": "2024-03-12T14:05:09Z", "level": "loud"})
+    assert (level_only["ts"], level_only["src_level"]) == ("2024-03-12T14:05:09.000Z", "loud")
+    assert "src_ts" not in level_only
+    ts_only = one({"ts": "yesterday", "level": "warn"})
+    assert (ts_only["ts"], ts_only["level"], ts_only["src_ts"]) == (INGEST_TS, "WARN", "yesterday")
+    assert "src_level" not in ts_only
+
+
+def test_msg_named_among_the_pii_fields_is_masked_once_as_always() -> None:
+    # Masking twice is not masking once: a***@b.co@c.com would lose b.co's letters too.
+    rec = {"msg": "mail a@b.co@c.com", "contact": "a@b.co@c.com"}
+    plain = one_with(Normaliser(PiiConfig(fields=("contact",)), MAX_BYTES), rec)
+    named = one_with(Normaliser(PiiConfig(fields=("msg", "contact")), MAX_BYTES), rec)
+    assert named == plain
+    assert named["msg"] == "mail " + named["contact"]
+
+
+def test_a_record_alias_the_line_already_sets_is_not_stored_beside_it() -> None:
+    # The line's timestamp, level and message win; the record's other names for them
+    # are not kept as fields either (what the line holds wins, whole).
+    out = one(
+        {
+            "raw": SYSLOG_LINE,
+            "format": "syslog",
+            "timestamp": "2020-01-01T00:00:00Z",
+            "lvl": "debug",
+            "message": "from the record",
+            "region": "eu",
+        }
+    )
+    assert (out["ts"], out["level"], out["msg"]) == (
+        "2024-03-12T14:05:09.482Z",
+        "ERROR",
+        "payment declined",
+    )
+    assert not {"timestamp", "lvl", "message"} & set(out)
+    assert out["region"] == "eu"
