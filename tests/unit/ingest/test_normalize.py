@@ -587,3 +587,27 @@ def test_a_record_alias_the_line_already_sets_is_not_stored_beside_it() -> None:
     )
     assert not {"timestamp", "lvl", "message"} & set(out)
     assert out["region"] == "eu"
+
+
+def test_a_batch_left_serialized_is_refused_with_what_to_do() -> None:
+    # Only the C path reads a body left undecoded: Python refuses it, not store it empty.
+    batch = Batch(records=[], batch_id="b-1", wire=b"[]", wire_kind="json")
+    with pytest.raises(
+        ValueError, match=r"^a serialized batch needs the C path; decode it instead$"
+    ):
+        NORMALISER.normalise_batch(batch, INGEST_MS)
+
+
+@pytest.mark.parametrize(
+    ("rec", "message"),
+    [
+        ({"format": 7}, "format must be a string"),
+        ({"raw": "x", "format": 7}, "format must be a string"),
+        ({"raw": 7}, "raw must be a string"),
+        ({1: "x"}, "field names must be strings"),
+        (["x"], "a record must be an object"),
+    ],
+)
+def test_a_refusal_says_what_is_wrong_in_so_many_words(rec: Any, message: str) -> None:
+    _, result = run([rec])
+    assert [(r.reason, r.message) for r in result.rejections] == [("invalid_record", message)]
