@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from emitters.formats import FORMAT_NAMES
 from services.common.config import PiiConfig
 from services.common.model import Batch, Rejection
 from services.ingest.levels import LEVELS
@@ -611,3 +612,12 @@ def test_a_batch_left_serialized_is_refused_with_what_to_do() -> None:
 def test_a_refusal_says_what_is_wrong_in_so_many_words(rec: Any, message: str) -> None:
     _, result = run([rec])
     assert [(r.reason, r.message) for r in result.rejections] == [("invalid_record", message)]
+
+
+def test_an_unknown_format_is_refused_with_the_names_that_are_known() -> None:
+    known = ", ".join(FORMAT_NAMES)
+    _, result = run([{"raw": "x", "format": "yaml"}, {"raw": "x", "format": "y" * 100}])
+    assert [(r.reason, r.message) for r in result.rejections] == [
+        ("unknown_format", f"unknown format 'yaml' (known: {known}, text, auto)"),
+        ("unknown_format", f"unknown format '{'y' * 64}' (known: {known}, text, auto)"),
+    ]
