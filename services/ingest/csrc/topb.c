@@ -163,6 +163,10 @@ tp_members(Cursor *c, Members *m, Buf *arena)
     return j_byte(c, '}') ? TP_OK : TP_DECLINE;
 }
 
+/* span_eq for a literal, without a strlen per call. */
+#define SPAN_IS(s, lit) \
+    ((s).n == (Py_ssize_t)(sizeof(lit) - 1) && memcmp((s).p, (lit), sizeof(lit) - 1) == 0)
+
 static int
 span_same(Span a, Span b)
 {
@@ -191,7 +195,7 @@ tp_merge(ToPb *t)
     out->n = 0;
     Py_ssize_t fields = -1;
     for (Py_ssize_t i = 0; i < top->n; i++) {
-        if (span_eq(top->items[i].key, "fields")) {
+        if (SPAN_IS(top->items[i].key, "fields")) {
             fields = i;
         }
     }
@@ -211,7 +215,7 @@ tp_merge(ToPb *t)
         }
     }
     for (Py_ssize_t i = 0; i < top->n; i++) {
-        if (flatten && span_eq(top->items[i].key, "fields")) {
+        if (flatten && SPAN_IS(top->items[i].key, "fields")) {
             continue;
         }
         if (merged_set(out, top->items[i]) < 0) {
@@ -638,15 +642,24 @@ put_len_field(Buf *b, unsigned field, const char *p, Py_ssize_t n)
     return buf_put(b, p, n);
 }
 
-/* LogRecord's own keys, by field number; 0: a `fields` entry. */
+/* LogRecord's own keys, by field number; 0: a `fields` entry. Lengths first: this runs
+ * for every member of every record. */
 static unsigned
 record_field(Span key)
 {
-    static const char *const names[] = {NULL, "ts", "level", "msg", "service", "host", NULL,
-                                        "stream", "seq", "raw", "format"};
-    for (unsigned i = 1; i < sizeof names / sizeof names[0]; i++) {
-        if (names[i] != NULL && span_eq(key, names[i])) {
-            return i;
+    static const struct {
+        const char *name;
+        Py_ssize_t len;
+        unsigned field;
+    } own[] = {{"ts", 2, 1},     {"level", 5, 2},  {"msg", 3, 3},    {"service", 7, 4},
+               {"host", 4, 5},   {"stream", 6, 7}, {"seq", 3, 8},    {"raw", 3, 9},
+               {"format", 6, 10}};
+    if (key.n < 2 || key.n > 7) {
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof own / sizeof own[0]; i++) {
+        if (key.n == own[i].len && memcmp(key.p, own[i].name, (size_t)key.n) == 0) {
+            return own[i].field;
         }
     }
     return 0;
@@ -698,11 +711,13 @@ tp_write_record(ToPb *t, Span default_format, int *refused)
     for (int i = 0; i < 11; i++) {
         slot[i] = -1;
     }
+    int any_field = 0; /* a member that goes into `fields` */
     for (Py_ssize_t i = 0; i < m->n; i++) {
         unsigned f = record_field(m->items[i].key);
         if (f) {
             slot[f] = i;
         }
+        any_field |= !f;
     }
     uint64_t seq = 0;
     int seq_rc = slot[8] >= 0 ? seq_value(&m->items[slot[8]].value, &seq) : TP_OK;
@@ -718,7 +733,7 @@ tp_write_record(ToPb *t, Span default_format, int *refused)
     int rc = TP_OK;
     for (unsigned f = 1; f <= 10 && rc > 0; f++) {
         if (f == 6) {
-            for (Py_ssize_t i = 0; i < m->n && rc > 0; i++) {
+            for (Py_ssize_t i = 0; any_field && i < m->n && rc > 0; i++) {
                 if (!record_field(m->items[i].key)) {
                     rc = put_map_entry(t, &m->items[i]);
                 }
