@@ -621,3 +621,8 @@ def test_an_unknown_format_is_refused_with_the_names_that_are_known() -> None:
         ("unknown_format", f"unknown format 'yaml' (known: {known}, text, auto)"),
         ("unknown_format", f"unknown format '{'y' * 64}' (known: {known}, text, auto)"),
     ]
+
+
+def test_only_the_line_end_is_cut_from_a_raw_line() -> None:
+    assert one({"raw": "flag XX\r\n", "format": "text"})["msg"] == "flag XX"
+    assert one({"raw": " padded \t\n", "format": "text"})["msg"] == " padded \t"
