@@ -626,3 +626,15 @@ def test_an_unknown_format_is_refused_with_the_names_that_are_known() -> None:
 def test_only_the_line_end_is_cut_from_a_raw_line() -> None:
     assert one({"raw": "flag XX\r\n", "format": "text"})["msg"] == "flag XX"
     assert one({"raw": " padded \t\n", "format": "text"})["msg"] == " padded \t"
+
+
+def test_a_level_given_by_the_syslog_severity_leaves_nothing_counted_missing() -> None:
+    lines, result = run([{"ts": "2024-03-12T14:05:09Z", "syslog_severity": 3}])
+    assert (lines[0]["level"], lines[0]["ts_missing"], lines[0]["level_missing"]) == (
+        "ERROR",
+        False,
+        False,
+    )
+    assert result.missing.to_dict() == dict.fromkeys(
+        ("ts_absent", "ts_invalid", "level_absent", "level_invalid"), 0
+    )
