@@ -638,3 +638,13 @@ def test_a_level_given_by_the_syslog_severity_leaves_nothing_counted_missing() -
     assert result.missing.to_dict() == dict.fromkeys(
         ("ts_absent", "ts_invalid", "level_absent", "level_invalid"), 0
     )
+
+
+def test_field_names_are_case_sensitive() -> None:
+    # TS, Level, MSG... are fields of their own, never read as ts, level, msg...
+    twins = {key.upper(): f"upper {key}" for key in ("ts", "level", "msg", "service")}
+    twins |= {key.upper(): f"upper {key}" for key in ("host", "stream", "seq")}
+    twins |= {"Level": "debug", "Msg": "title case"}
+    out, alone = one(TYPICAL | twins), one(TYPICAL)
+    assert {key: out[key] for key in alone} == alone
+    assert {key: out[key] for key in twins} == twins
