@@ -648,3 +648,21 @@ def test_field_names_are_case_sensitive() -> None:
     out, alone = one(TYPICAL | twins), one(TYPICAL)
     assert {key: out[key] for key in alone} == alone
     assert {key: out[key] for key in twins} == twins
+
+
+@pytest.mark.parametrize(
+    ("empty", "alias", "field", "value"),
+    [
+        ("ts", {"timestamp": "2024-03-12T16:00:00Z"}, "ts", "2024-03-12T16:00:00.000Z"),
+        ("level", {"lvl": "error"}, "level", "ERROR"),
+        ("msg", {"message": "from the alias"}, "msg", "from the alias"),
+    ],
+)
+def test_an_empty_fixed_field_gives_way_to_its_alias_in_a_full_record(
+    empty: str, alias: dict[str, str], field: str, value: str
+) -> None:
+    # A record with every fixed key, one of them "": the alias is read, and consumed.
+    out = one(TYPICAL | {empty: ""} | alias)
+    assert out[field] == value
+    assert not set(alias) & set(out)
+    assert (out["ts_missing"], out["level_missing"]) == (False, False)
