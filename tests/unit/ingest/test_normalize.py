@@ -666,3 +666,9 @@ def test_an_empty_fixed_field_gives_way_to_its_alias_in_a_full_record(
     assert out[field] == value
     assert not set(alias) & set(out)
     assert (out["ts_missing"], out["level_missing"]) == (False, False)
+
+
+def test_a_timestamp_is_taken_as_written_only_when_it_is_exactly_the_stored_form() -> None:
+    for text in ("2024-03-12T14:05:09X.482Z", "2024-03-12T14:05:09.482ZZ"):
+        out = one({"ts": text})
+        assert (out["ts"], out["src_ts"], out["ts_missing"]) == (INGEST_TS, text, True)
