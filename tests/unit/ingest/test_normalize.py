@@ -672,3 +672,16 @@ def test_a_timestamp_is_taken_as_written_only_when_it_is_exactly_the_stored_form
     for text in ("2024-03-12T14:05:09X.482Z", "2024-03-12T14:05:09.482ZZ"):
         out = one({"ts": text})
         assert (out["ts"], out["src_ts"], out["ts_missing"]) == (INGEST_TS, text, True)
+
+
+@pytest.mark.parametrize("field", ["service", "host", "stream"])
+def test_a_service_host_or_stream_that_is_not_text_is_stored_as_text_in_a_full_record(
+    field: str,
+) -> None:
+    out = one(TYPICAL | {field: 7})
+    assert out[field] == "7"
+    assert {k: out[k] for k in ("service", "host", "stream")} == {
+        "service": "checkout",
+        "host": "web01",
+        "stream": "s1",
+    } | {field: "7"}
