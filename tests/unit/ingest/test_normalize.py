@@ -314,7 +314,9 @@ def test_value_types(rec: dict[str, Any], field: str, value: object) -> None:
         ({"big": 2**70}, "cannot be stored as JSON"),
         ({"msg": "\ud800"}, "cannot be stored as JSON"),
         ({"msg": 2**70}, "msg cannot be written as JSON"),
+        ({"service": {"n": 2**64}}, "service cannot be written as JSON"),
         ({"host": [2**64]}, "host cannot be written as JSON"),
+        ({"stream": [2**64]}, "stream cannot be written as JSON"),
     ],
 )
 def test_invalid_records(rec: dict[Any, Any], message: str) -> None:
