@@ -292,6 +292,8 @@ def test_fields_named_like_fixed_keys_are_prefixed() -> None:
         ({"seq": "42"}, "seq", 42),
         ({"seq": None}, "seq", None),
         ({"seq": 2**64 - 1}, "seq", 2**64 - 1),
+        ({"seq": 0}, "seq", 0),
+        (TYPICAL | {"seq": 0}, "seq", 0),
         ({"format": "csv"}, "format", "csv"),
         ({"format": ""}, "format", "structured"),
     ],
