@@ -12,7 +12,7 @@
  * - push_request_json() turns a JSON body's records into the serialized PushRequest the
  *   Auth Gateway forwards over gRPC (pb_codec.record_to_pb's mapping, csrc/topb.c);
  * - syslog5424() reads a received RFC 5424 message into the record the syslog5424 format
- *   parses from it, for the syslog listener (lines without structured data only), and
+ *   parses from it, structured data included, for the syslog listener, and
  *   octet_frames() cuts the common frames of an octet-counted stream.
  *
  * A record off the common path (a raw line, an alias standing in for ts/level/msg, a
@@ -496,8 +496,8 @@ static PyMethodDef module_methods[] = {
     {"octet_frames", octet_frames, METH_VARARGS,
      "octet_frames(data, pos, limit) -> (frames, pos): the complete octet-counted frames at pos"},
     {"syslog5424", syslog5424, METH_O,
-     "syslog5424(frame) -> the syslog5424 record of an RFC 5424 line without structured data, "
-     "or None"},
+     "syslog5424(frame) -> the syslog5424 record of an RFC 5424 line, or None when the format "
+     "refuses it"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -10,10 +10,10 @@ stores the same bytes: the C code decides only what it can decide exactly as
 also reads JSON and protobuf bodies itself (``json_batch``/``wire_batch``), so the
 common records never become Python objects.
 
-For the syslog listener, :func:`syslog5424_parser` gives the C reader of RFC 5424 lines
-without structured data (the common shape of ``loggen`` and most relays);
-:func:`syslog5424_reference` is the same function in Python. :func:`octet_frames_fn`
-gives the C cutter of octet-counted frames (``framing.octet_prefix`` in Python).
+For the syslog listener, :func:`syslog5424_parser` gives the C reader of RFC 5424 lines,
+structured data included; :func:`syslog5424_reference` is the same function in Python.
+:func:`octet_frames_fn` gives the C cutter of octet-counted frames
+(``framing.octet_prefix`` in Python).
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from typing import Any
 import orjson
 
 from emitters.formats import FORMATS, FormatError
-from emitters.formats.syslog5424 import structured_data
 from services.common.codecs import load_record
 from services.common.config import PiiConfig
 from services.common.model import Batch, MissingCounts, Record, Rejection
@@ -82,14 +81,11 @@ def octet_frames_fn() -> Callable[[bytes, int, int], tuple[list[bytes], int]] | 
 
 def syslog5424_reference(frame: bytes) -> Record | None:
     """What ``_native.syslog5424`` gives, in Python: the record the ``syslog5424`` format
-    parses from a received message (strict UTF-8, trailing CR and LF removed) whose
-    structured data is ``-``; None for any other message, which the listener then
-    detects and parses as before."""
+    parses from a received message (strict UTF-8, trailing CR and LF removed); None for
+    a message the format refuses, which the listener then detects and parses as before."""
     try:
         line = frame.decode("utf-8").rstrip("\r\n")
     except UnicodeDecodeError:
-        return None
-    if structured_data(line) != "-":
         return None
     try:
         return FORMATS["syslog5424"].parse(line)

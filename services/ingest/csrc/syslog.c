@@ -2,16 +2,20 @@
 
 /*
  * syslog5424(frame) reads one received syslog message (any bytes-like object) into the record that
- * emitters/formats/syslog5424.py's parse() gives for it, when the message is an RFC 5424
- * line without structured data (SD "-") in strict UTF-8; anything else (structured
- * data, a grammar or date the format refuses, bytes that are not UTF-8) gives None and
- * the syslog listener reads it in Python as before. services/ingest/native.py's
- * syslog5424_reference() is the same function in Python, and
- * tests/unit/ingest/test_native_syslog.py holds both to the same result.
+ * emitters/formats/syslog5424.py's parse() gives for it, structured data included: SD
+ * elements as the nested `sd` dict (a repeated PARAM-NAME as a list, the escapes \", \\
+ * and \] undone), the logops@32473 element's run_id/stream/seq and meta's sequenceId
+ * lifted out as the format lifts them. Anything the format refuses (a grammar, date or
+ * PRI it does not take, an SD-ID given twice) or bytes that are not strict UTF-8 give
+ * None, and the caller reads the line in Python, which also words any error.
+ * services/ingest/native.py's syslog5424_reference() is the same function in Python,
+ * and tests/unit/ingest/test_native_syslog*.py hold both to the same result.
+ * csrc/raw.c reads pushed raw lines with the same parser (sl_parse).
  */
 
 static PyObject *SL_TS, *SL_LEVEL, *SL_FACILITY, *SL_SEVERITY, *SL_HOST, *SL_SERVICE, *SL_PID,
-    *SL_MSGID, *SL_MSG;
+    *SL_MSGID, *SL_MSG, *SL_RUN_ID, *SL_STREAM, *SL_SEQ, *SL_SD, *SL_LOGOPS, *SL_META,
+    *SL_SEQUENCE_ID;
 
 static int
 syslog_intern(void)
@@ -23,7 +27,9 @@ syslog_intern(void)
         {&SL_TS, "ts"},         {&SL_LEVEL, "level"},     {&SL_FACILITY, "syslog_facility"},
         {&SL_SEVERITY, "syslog_severity"},                {&SL_HOST, "host"},
         {&SL_SERVICE, "service"}, {&SL_PID, "pid"},       {&SL_MSGID, "msgid"},
-        {&SL_MSG, "msg"},
+        {&SL_MSG, "msg"},       {&SL_RUN_ID, "run_id"},   {&SL_STREAM, "stream"},
+        {&SL_SEQ, "seq"},       {&SL_SD, "sd"},           {&SL_LOGOPS, "logops@32473"},
+        {&SL_META, "meta"},     {&SL_SEQUENCE_ID, "sequenceId"},
     };
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
         *keys[i].slot = PyUnicode_InternFromString(keys[i].name);
@@ -146,17 +152,87 @@ sl_put_field(PyObject *rec, PyObject *key, const char *s, Py_ssize_t n, int pid)
     return sl_put(rec, key, sl_ascii(s, n));
 }
 
-/* The offsets of the parts of a line without structured data, read by sl_scan. */
+/* SD-NAME characters: PRINTUSASCII except "=", SP, "]" and '"'. */
+static int
+sd_name_char(unsigned char c)
+{
+    return c == '!' || (c >= '#' && c <= '<') || (c >= '>' && c <= '\\') || (c >= '^' && c <= '~');
+}
+
+/* The length of an SD-NAME (1 to 32 name characters) at s, or 0: a longer run is no
+ * name, since what follows a name (SP, "=", "]") is not a name character. */
+static Py_ssize_t
+sd_name(const char *s, Py_ssize_t n)
+{
+    Py_ssize_t i = 0;
+    while (i < n && i <= 32 && sd_name_char((unsigned char)s[i])) {
+        i++;
+    }
+    return i <= 32 ? i : 0;
+}
+
+/* The length of a PARAM-VALUE up to its closing quote at s, or -1: any byte but '"',
+ * '\' and ']', or '\' and the byte after it. */
+static Py_ssize_t
+sd_value(const char *s, Py_ssize_t n)
+{
+    Py_ssize_t i = 0;
+    while (i < n) {
+        char c = s[i];
+        if (c == '"') {
+            return i;
+        }
+        if (c == ']') {
+            return -1;
+        }
+        i += c == '\\' ? 2 : 1;
+    }
+    return -1; /* also a '\' as the last byte: i passed n */
+}
+
+/* The length of one or more SD-ELEMENTs at s followed by the end or a space, or 0. */
+static Py_ssize_t
+sd_elements(const char *s, Py_ssize_t n)
+{
+    Py_ssize_t i = 0;
+    while (i < n && s[i] == '[') {
+        Py_ssize_t k = sd_name(s + i + 1, n - i - 1);
+        if (k == 0) {
+            return 0;
+        }
+        i += 1 + k;
+        while (i < n && s[i] == ' ') {
+            k = sd_name(s + i + 1, n - i - 1);
+            i += 1 + k;
+            if (k == 0 || n - i < 2 || s[i] != '=' || s[i + 1] != '"') {
+                return 0;
+            }
+            Py_ssize_t v = sd_value(s + i + 2, n - i - 2);
+            if (v < 0) {
+                return 0;
+            }
+            i += 2 + v + 1;
+        }
+        if (i >= n || s[i] != ']') {
+            return 0;
+        }
+        i++;
+    }
+    return i > 0 && (i == n || s[i] == ' ') ? i : 0;
+}
+
+/* The offsets of the parts of a line, read by sl_scan. */
 typedef struct {
     Py_ssize_t pri_n; /* digits of PRI */
     int pri;
     Py_ssize_t ts, ts_n; /* ts_n 0: "-" */
     Py_ssize_t field[4], field_n[4]; /* HOSTNAME APP-NAME PROCID MSGID */
+    Py_ssize_t sd, sd_n;             /* the SD-ELEMENTs; sd_n 0: "-" */
     Py_ssize_t msg;                  /* where MSG starts; n when there is none */
 } SlLine;
 
-/* 1 when s[0:n] is "<PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID -" with an optional
- * " MSG", PRI at most 191; 0 otherwise. */
+/* 1 when s[0:n] is "<PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID SD" with an
+ * optional " MSG", PRI at most 191, as the format's grammar reads it; 0 otherwise. */
 static int
 sl_scan(const char *s, Py_ssize_t n, SlLine *L)
 {
@@ -196,13 +272,203 @@ sl_scan(const char *s, Py_ssize_t n, SlLine *L)
         }
         i += L->field_n[k] + 1;
     }
-    if (i >= n || s[i] != '-' || (i + 1 < n && s[i + 1] != ' ')) {
-        return 0; /* structured data, or not RFC 5424 */
+    L->sd = i;
+    if (i < n && s[i] == '-' && (i + 1 == n || s[i + 1] == ' ')) {
+        L->sd_n = 0;
+        i++;
     }
-    L->msg = i + 1 < n ? i + 2 : n;
+    else if ((L->sd_n = sd_elements(s + i, n - i)) > 0) {
+        i += L->sd_n;
+    }
+    else {
+        return 0;
+    }
+    L->msg = i < n ? i + 1 : n;
     return 1;
 }
 
+/* A PARAM-VALUE's text: \", \\ and \] undone, every other pair kept as written. */
+static PyObject *
+sd_text(const char *s, Py_ssize_t n)
+{
+    if (memchr(s, '\\', (size_t)n) == NULL) {
+        return PyUnicode_DecodeUTF8(s, n, "strict");
+    }
+    char *buf = PyMem_Malloc((size_t)n + 1);
+    if (buf == NULL) {
+        return PyErr_NoMemory();
+    }
+    Py_ssize_t o = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (s[i] == '\\' && i + 1 < n && (s[i + 1] == '"' || s[i + 1] == '\\' || s[i + 1] == ']')) {
+            i++;
+        }
+        else if (s[i] == '\\' && i + 1 < n) {
+            buf[o++] = s[i++];
+        }
+        buf[o++] = s[i];
+    }
+    PyObject *out = PyUnicode_DecodeUTF8(buf, o, "strict");
+    PyMem_Free(buf);
+    return out;
+}
+
+/* params[name] = value; a name given again collects its values in a list. Steals both. */
+static int
+sd_param(PyObject *params, PyObject *name, PyObject *value)
+{
+    int rc = -1;
+    if (name != NULL && value != NULL) {
+        PyObject *old = PyDict_GetItemWithError(params, name);
+        if (old == NULL) {
+            rc = PyErr_Occurred() ? -1 : PyDict_SetItem(params, name, value);
+        }
+        else if (PyList_CheckExact(old)) {
+            rc = PyList_Append(old, value);
+        }
+        else {
+            PyObject *both = PyList_New(2);
+            if (both != NULL) {
+                PyList_SET_ITEM(both, 0, Py_NewRef(old));
+                PyList_SET_ITEM(both, 1, Py_NewRef(value));
+                rc = PyDict_SetItem(params, name, both);
+                Py_DECREF(both);
+            }
+        }
+    }
+    Py_XDECREF(name);
+    Py_XDECREF(value);
+    return rc;
+}
+
+/* A sequence number as the format reads one: str of 1 to `digits` ASCII digits, as an
+ * int; NULL without an error when it is not one. */
+static PyObject *
+sd_number(PyObject *v, Py_ssize_t digits)
+{
+    if (v == NULL || !PyUnicode_CheckExact(v) || !PyUnicode_IS_ASCII(v)) {
+        return NULL;
+    }
+    Py_ssize_t n = PyUnicode_GET_LENGTH(v);
+    const char *p = (const char *)PyUnicode_DATA(v);
+    char text[24];
+    if (n < 1 || n > digits || n >= (Py_ssize_t)sizeof text || !sl_digits(p, (int)n)) {
+        return NULL;
+    }
+    memcpy(text, p, (size_t)n);
+    text[n] = '\0';
+    return PyLong_FromString(text, NULL, 10);
+}
+
+/* The format's _lift_accounting: run_id and stream (text) out of logops@32473, seq from
+ * its seq or else from meta's sequenceId (1 to 2147483647); elements left empty go. */
+static int
+sd_lift(PyObject *sd, PyObject *rec)
+{
+    PyObject *ours = PyDict_GetItemWithError(sd, SL_LOGOPS), *seq = NULL;
+    if (ours == NULL && PyErr_Occurred()) {
+        return -1;
+    }
+    if (ours != NULL) {
+        PyObject *const keys[2] = {SL_RUN_ID, SL_STREAM};
+        for (int k = 0; k < 2; k++) {
+            PyObject *v = PyDict_GetItemWithError(ours, keys[k]);
+            if (v != NULL && PyUnicode_CheckExact(v) &&
+                (PyDict_SetItem(rec, keys[k], v) < 0 || PyDict_DelItem(ours, keys[k]) < 0)) {
+                return -1;
+            }
+        }
+        seq = sd_number(PyDict_GetItemWithError(ours, SL_SEQ), 20);
+        if (PyErr_Occurred() || (seq != NULL && PyDict_DelItem(ours, SL_SEQ) < 0)) {
+            Py_XDECREF(seq);
+            return -1;
+        }
+    }
+    PyObject *meta = PyDict_GetItemWithError(sd, SL_META);
+    PyObject *id = meta == NULL ? NULL : sd_number(PyDict_GetItemWithError(meta, SL_SEQUENCE_ID), 10);
+    int rc = PyErr_Occurred() ? -1 : 0;
+    if (id != NULL && rc == 0) {
+        long long v = PyLong_AsLongLong(id);
+        if (v >= 1 && v <= 2147483647LL) {
+            rc = PyDict_DelItem(meta, SL_SEQUENCE_ID);
+            if (seq == NULL) {
+                seq = Py_NewRef(id);
+            }
+        }
+    }
+    Py_XDECREF(id);
+    if (rc == 0 && seq != NULL) {
+        rc = PyDict_SetItem(rec, SL_SEQ, seq);
+    }
+    Py_XDECREF(seq);
+    PyObject *const emptied[2] = {SL_LOGOPS, SL_META};
+    for (int k = 0; k < 2 && rc == 0; k++) {
+        PyObject *params = PyDict_GetItemWithError(sd, emptied[k]);
+        if (params != NULL && PyDict_GET_SIZE(params) == 0) {
+            rc = PyDict_DelItem(sd, emptied[k]);
+        }
+        else if (params == NULL && PyErr_Occurred()) {
+            rc = -1;
+        }
+    }
+    return rc;
+}
+
+/* The SD-ELEMENTs sl_scan found, into `sd`: 1 read, 0 an SD-ID given twice, -1 error. */
+static int
+sd_fill(PyObject *sd, const char *s, Py_ssize_t n)
+{
+    Py_ssize_t i = 0;
+    while (i < n && s[i] == '[') {
+        Py_ssize_t k = sd_name(s + i + 1, n - i - 1);
+        PyObject *id = sl_ascii(s + i + 1, k);
+        int seen = id == NULL ? -1 : PyDict_Contains(sd, id);
+        PyObject *params = seen == 0 ? PyDict_New() : NULL;
+        int rc = params == NULL ? (seen > 0 ? 0 : -1) : PyDict_SetItem(sd, id, params);
+        Py_XDECREF(id);
+        if (params == NULL || rc < 0) {
+            Py_XDECREF(params);
+            return rc;
+        }
+        i += 1 + k;
+        while (rc == 0 && s[i] == ' ') {
+            k = sd_name(s + i + 1, n - i - 1);
+            PyObject *name = sl_ascii(s + i + 1, k);
+            i += 1 + k + 2;
+            Py_ssize_t v = sd_value(s + i, n - i);
+            rc = sd_param(params, name, sd_text(s + i, v));
+            i += v + 1;
+        }
+        Py_DECREF(params);
+        if (rc < 0) {
+            return -1;
+        }
+        i++; /* ']' */
+    }
+    return 1;
+}
+
+/* sd and the accounting lifted out of it, into the record: 1, 0 not the format's, -1. */
+static int
+sl_put_sd(PyObject *rec, const char *s, Py_ssize_t n)
+{
+    PyObject *sd = PyDict_New();
+    if (sd == NULL) {
+        return -1;
+    }
+    int rc = sd_fill(sd, s, n);
+    if (rc > 0 && sd_lift(sd, rec) < 0) {
+        rc = -1;
+    }
+    if (rc > 0 && PyDict_GET_SIZE(sd) > 0 && PyDict_SetItem(rec, SL_SD, sd) < 0) {
+        rc = -1;
+    }
+    Py_DECREF(sd);
+    return rc;
+}
+
+/* The record of a scanned line: a new dict, Py_None when the format refuses the line
+ * (an SD-ID twice), NULL with an error. */
 static PyObject *
 sl_record(const char *s, Py_ssize_t n, const SlLine *L)
 {
@@ -224,6 +490,13 @@ sl_record(const char *s, Py_ssize_t n, const SlLine *L)
             goto fail;
         }
     }
+    if (L->sd_n) {
+        int rc = sl_put_sd(rec, s + L->sd, L->sd_n);
+        if (rc <= 0) {
+            Py_DECREF(rec);
+            return rc < 0 ? NULL : Py_NewRef(Py_None);
+        }
+    }
     Py_ssize_t msg = L->msg;
     if (n - msg >= 3 && memcmp(s + msg, "\xEF\xBB\xBF", 3) == 0) {
         msg += 3; /* the BOM of MSG-UTF8 */
@@ -237,6 +510,24 @@ fail:
     return NULL;
 }
 
+/* One line (trailing CR and LF removed first) as the syslog5424 format parses it: a new
+ * dict, Py_None when the format would refuse it or it is not strict UTF-8, NULL with an
+ * error. `pri` gets the PRI of a line read. */
+static PyObject *
+sl_parse(const char *s, Py_ssize_t n, int *pri)
+{
+    while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == '\r')) {
+        n--;
+    }
+    SlLine line;
+    /* The header is ASCII (sl_scan checked it); SD values and MSG may be any UTF-8. */
+    if (!sl_scan(s, n, &line) || !utf8_valid(s + line.sd, n - line.sd)) {
+        return Py_NewRef(Py_None);
+    }
+    *pri = line.pri;
+    return sl_record(s, n, &line);
+}
+
 static PyObject *
 syslog5424(PyObject *self, PyObject *arg)
 {
@@ -245,19 +536,8 @@ syslog5424(PyObject *self, PyObject *arg)
     if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) {
         return NULL;
     }
-    const char *s = view.buf;
-    Py_ssize_t n = view.len;
-    while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == '\r')) {
-        n--;
-    }
-    SlLine line;
-    PyObject *out;
-    if (!sl_scan(s, n, &line) || !utf8_valid(s + line.msg, n - line.msg)) {
-        out = Py_NewRef(Py_None);
-    }
-    else {
-        out = sl_record(s, n, &line);
-    }
+    int pri;
+    PyObject *out = sl_parse(view.buf, view.len, &pri);
     PyBuffer_Release(&view);
     return out;
 }

@@ -10,11 +10,12 @@ lost for its shape. The peer's address is the ``host`` of a record whose line na
 What is stored is byte for byte what the core stores for the same line pushed raw with
 that ``host`` (tested).
 
-An RFC 5424 message without structured data (``loggen``'s, most relays') is read by the
-C extension straight from its bytes, into the record the ``syslog5424`` format parses
-from it (:func:`services.ingest.native.syslog5424_parser`; no other format claims a line
-that starts ``<PRI>1 ``); every other message, and every message when the extension is
-not built, is decoded, detected and parsed in Python.
+An RFC 5424 message (``loggen``'s, most relays', the emitters' with their structured
+data) is read by the C extension straight from its bytes, into the record the
+``syslog5424`` format parses from it (:func:`services.ingest.native.syslog5424_parser`;
+no other format claims a line that starts ``<PRI>1 ``); every other message, one the
+format refuses, and every message when the extension is not built, is decoded, detected
+and parsed in Python.
 
 Timestamps and levels are put in canonical form here with the core's own functions
 (``normalise_ts``, ``canonical_level``), remembered for the batch: a sender writes the same

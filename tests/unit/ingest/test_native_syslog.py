@@ -1,4 +1,5 @@
-"""The C reader of RFC 5424 syslog messages against its Python reference.
+"""The C reader of RFC 5424 syslog messages against its Python reference (lines without
+structured data here; ``test_native_syslog_sd.py`` has the structured data).
 
 ``_native.syslog5424(frame)`` must give exactly what ``native.syslog5424_reference``
 gives (the ``syslog5424`` format's record, or None for what the C path leaves to
@@ -205,6 +206,8 @@ TAKEN = [
     pytest.param(b"<14>1 - h a p m - a\x00b\rc\nd", id="controls-inside-msg"),
     pytest.param(b"<14>1 - h a p m - x\r\n\n\r", id="trailing-cr-lf-removed"),
     pytest.param(b"<14>1 - h a p m -  two spaces", id="msg-starting-with-space"),
+    pytest.param(b'<14>1 - h a p m [a b="c"] x', id="structured-data"),
+    pytest.param(b'<14>1 - h a p m [a b="c"]', id="structured-data-without-msg"),
 ]
 
 LEFT = [
@@ -229,7 +232,7 @@ LEFT = [
     pytest.param(b"<14>1 - h a p " + b"m" * 33 + b" -", id="msgid-over-32"),
     pytest.param(b"<14>1 - h a p m", id="no-sd"),
     pytest.param(b"<14>1 - h a p m -x", id="sd-dash-then-text"),
-    pytest.param(b'<14>1 - h a p m [a b="c"] x', id="structured-data-left-to-python"),
+    pytest.param(b'<14>1 - h a p m [a b="c"][a d="e"] x', id="sd-id-twice"),
     pytest.param(b"<14>1 - h\xc3\xa9 a p m -", id="non-ascii-host"),
     pytest.param(b"<14>1 - h a p m - \xff", id="invalid-utf8-msg"),
     pytest.param(b"<14>1 - h a p m - \xed\xa0\x80", id="surrogate-in-msg"),
