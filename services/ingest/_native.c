@@ -9,6 +9,8 @@
  *   and Engine.normalise_wire() then turn its records into lines without building a
  *   Python object per field;
  * - Engine.normalise_dicts() takes records that were decoded in Python (CSV, NDJSON);
+ * - a record's raw line in RFC 5424 (named or detected) is read by the syslog5424 reader
+ *   and merged with the record's fields as normalize.py does (csrc/raw.c);
  * - push_request_json() turns a JSON body's records into the serialized PushRequest the
  *   Auth Gateway forwards over gRPC (pb_codec.record_to_pb's mapping, csrc/topb.c);
  * - syslog5424() reads a received RFC 5424 message into the record the syslog5424 format
@@ -48,8 +50,25 @@
 #include "csrc/topb.c"
 #include "csrc/idtable.c"
 #include "csrc/syslog.c"
+#include "csrc/raw.c"
 
 /* ------------------------------------------------------------------ Engine methods */
+
+/* Where `"run_id":` starts in the batch's head (a record's own run_id replaces what
+ * follows it), or -1. Inside a JSON string every '"' is escaped, so the only match is
+ * the key itself. */
+static Py_ssize_t
+head_run_at(const char *head, Py_ssize_t n)
+{
+    static const char key[] = "\"run_id\":";
+    Py_ssize_t k = (Py_ssize_t)sizeof key - 1;
+    for (Py_ssize_t i = 0; i + k <= n; i++) {
+        if ((i == 0 || head[i - 1] == ',') && memcmp(head + i, key, (size_t)k) == 0) {
+            return i;
+        }
+    }
+    return -1;
+}
 
 static int
 run_begin(Run *r, Engine *e, PyObject *ctx)
@@ -61,13 +80,17 @@ run_begin(Run *r, Engine *e, PyObject *ctx)
     }
     e->busy++;
     r->e = e;
-    PyObject *head, *tail, *fmt, *ingest_ts;
-    if (!PyArg_ParseTuple(ctx, "SSSUOO:ctx", &head, &tail, &fmt, &ingest_ts, &r->ts_fn,
-                          &r->slow)) {
+    PyObject *head, *tail, *fmt, *ingest_ts, *named = NULL;
+    if (!PyArg_ParseTuple(ctx, "SSSUOO|U:ctx", &head, &tail, &fmt, &ingest_ts, &r->ts_fn,
+                          &r->slow, &named)) {
         return -1;
     }
     r->head = PyBytes_AS_STRING(head);
     r->head_n = PyBytes_GET_SIZE(head);
+    r->run_at = head_run_at(r->head, r->head_n);
+    if (named != NULL && (r->named = PyUnicode_AsUTF8AndSize(named, &r->named_n)) == NULL) {
+        return -1;
+    }
     r->tail = PyBytes_AS_STRING(tail);
     r->tail_n = PyBytes_GET_SIZE(tail);
     r->fmt = PyBytes_AS_STRING(fmt);
@@ -347,7 +370,7 @@ check_fixed_keys(PyObject *reserved)
     Py_ssize_t known = 0;
     for (int i = 0; i < NKEY_KINDS; i++) {
         int kind = KEY_KINDS[i].kind;
-        if (kind == KEY_RESERVED || (kind < NSLOTS && kind != SLOT_RAW)) {
+        if (kind == KEY_RESERVED || kind == KEY_RUN_ID || (kind < NSLOTS && kind != SLOT_RAW)) {
             PyObject *name = PyUnicode_FromString(KEY_KINDS[i].name);
             int hit = name == NULL ? -1 : PySet_Contains(reserved, name);
             Py_XDECREF(name);
@@ -515,7 +538,7 @@ intern_all(void)
         {&K_TS, "ts"}, {&K_LEVEL, "level"}, {&K_MSG, "msg"}, {&K_SERVICE, "service"},
         {&K_HOST, "host"}, {&K_STREAM, "stream"}, {&K_SEQ, "seq"}, {&K_RAW, "raw"},
         {&K_FORMAT, "format"}, {&K_SYSLOG_SEVERITY, "syslog_severity"}, {&K_SRC_TS, "src_ts"},
-        {&K_SRC_LEVEL, "src_level"}, {&TS_ALIASES[0], "timestamp"}, {&TS_ALIASES[1], "time"},
+        {&K_SRC_LEVEL, "src_level"}, {&K_RUN_ID, "run_id"}, {&TS_ALIASES[0], "timestamp"}, {&TS_ALIASES[1], "time"},
         {&TS_ALIASES[2], "@timestamp"}, {&LEVEL_ALIASES[0], "lvl"},
         {&LEVEL_ALIASES[1], "severity"}, {&MSG_ALIASES[0], "message"}, {&MSG_ALIASES[1], "log"},
         {&MSG_ALIASES[2], "text"},

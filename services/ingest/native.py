@@ -8,7 +8,8 @@ checkout without a compiler still works, on the pure-Python path, only slower.
 stores the same bytes: the C code decides only what it can decide exactly as
 ``normalize.py`` does and hands every other record, value or message back to it. It
 also reads JSON and protobuf bodies itself (``json_batch``/``wire_batch``), so the
-common records never become Python objects.
+common records never become Python objects, and a record's raw RFC 5424 line (named or
+detected) with the syslog5424 reader below (``csrc/raw.c``).
 
 For the syslog listener, :func:`syslog5424_parser` gives the C reader of RFC 5424 lines,
 structured data included; :func:`syslog5424_reference` is the same function in Python.
@@ -174,7 +175,8 @@ class NativeNormaliser:
 
 def _shared(ctx: Context, slow: Any) -> tuple[Any, ...] | None:
     """What the C code needs of a batch: the constant parts of each line, the format
-    label, the ingest time, the timestamp parser and the slow path for whole records."""
+    label, the ingest time, the timestamp parser, the slow path for whole records and
+    the batch's format for raw lines."""
     try:
         head = b"".join(
             b'"%s":%s,' % (key.encode(), orjson.dumps(ctx.template[key])) for key in _META
@@ -186,7 +188,8 @@ def _shared(ctx: Context, slow: Any) -> tuple[Any, ...] | None:
         fmt = orjson.dumps(ctx.template["format"])
     except orjson.JSONEncodeError:
         return None
-    return head, tail, fmt, ctx.ingest_ts, partial(normalise_ts, now_ms=ctx.ingest_ms), slow
+    ts_fn = partial(normalise_ts, now_ms=ctx.ingest_ms)
+    return head, tail, fmt, ctx.ingest_ts, ts_fn, slow, ctx.named_format
 
 
 def _normalised(batch: Batch, result: tuple[Any, ...]) -> NormalisedBatch:

@@ -55,7 +55,7 @@ enum { NLEVELS = 6, INFO_LEVEL = 2 };
 
 /* Interned keys. */
 static PyObject *K_TS, *K_LEVEL, *K_MSG, *K_SERVICE, *K_HOST, *K_STREAM, *K_SEQ, *K_RAW,
-    *K_FORMAT, *K_SYSLOG_SEVERITY, *K_SRC_TS, *K_SRC_LEVEL;
+    *K_FORMAT, *K_SYSLOG_SEVERITY, *K_SRC_TS, *K_SRC_LEVEL, *K_RUN_ID;
 static PyObject *TS_ALIASES[3], *LEVEL_ALIASES[2], *MSG_ALIASES[3];
 static PyObject *CONSUMED; /* frozenset of LogRecord's own keys */
 
@@ -67,12 +67,16 @@ typedef struct {
     Buf scratch2;
     const char *head; /* "emitter":..,"scenario_id":..,"run_id":.., */
     Py_ssize_t head_n;
+    Py_ssize_t run_at; /* where "run_id": starts in head; -1: not found */
     const char *tail; /* "batch_id":..,"ingest_ts":".." */
     Py_ssize_t tail_n;
     const char *fmt; /* the batch's format label, as a JSON string */
     Py_ssize_t fmt_n;
     const char *ingest_ts;
     Py_ssize_t ingest_ts_n;
+    /* The batch's format for raw lines ("" or "auto": detect); NULL: not given. */
+    const char *named;
+    Py_ssize_t named_n;
     PyObject *ts_fn;
     PyObject *slow;
     Py_ssize_t accepted;

@@ -28,18 +28,20 @@ typedef struct {
 enum { SLOT_TS, SLOT_LEVEL, SLOT_MSG, SLOT_SERVICE, SLOT_HOST, SLOT_STREAM, SLOT_SEQ,
        SLOT_FORMAT, SLOT_RAW, NSLOTS };
 enum { KEY_PLAIN = NSLOTS, KEY_ALIAS_TS, KEY_ALIAS_LEVEL, KEY_ALIAS_MSG, KEY_SYSLOG,
-       KEY_SRC_TS, KEY_SRC_LEVEL, KEY_RESERVED };
+       KEY_SRC_TS, KEY_SRC_LEVEL, KEY_RESERVED, KEY_RUN_ID };
 enum { MAX_MEMBERS = 64 };
 
-typedef struct {
+struct Flat {
     Value slot[NSLOTS];
     int alias[3];   /* an alias of ts, level or msg holds a value */
     int has_syslog; /* a syslog_severity member */
     int has_src[2]; /* src_ts, src_level members */
     int off_path;   /* something that only the Python path decides */
+    int has_run_id; /* a run_id member, in run_id */
+    Value run_id;
     Py_ssize_t n;
     Member extra[MAX_MEMBERS];
-} Flat;
+};
 
 static const struct {
     const char *name;
@@ -51,7 +53,7 @@ static const struct {
     {"@timestamp", KEY_ALIAS_TS}, {"lvl", KEY_ALIAS_LEVEL}, {"severity", KEY_ALIAS_LEVEL},
     {"message", KEY_ALIAS_MSG}, {"log", KEY_ALIAS_MSG}, {"text", KEY_ALIAS_MSG},
     {"syslog_severity", KEY_SYSLOG}, {"src_ts", KEY_SRC_TS}, {"src_level", KEY_SRC_LEVEL},
-    {"emitter", KEY_RESERVED}, {"scenario_id", KEY_RESERVED}, {"run_id", KEY_RESERVED},
+    {"emitter", KEY_RESERVED}, {"scenario_id", KEY_RESERVED}, {"run_id", KEY_RUN_ID},
     {"batch_id", KEY_RESERVED}, {"ingest_ts", KEY_RESERVED}, {"ts_missing", KEY_RESERVED},
     {"level_missing", KEY_RESERVED},
 };
@@ -112,6 +114,12 @@ flat_add(Flat *f, Span key, Value v, int slots_ok)
             f->off_path = 1; /* a duplicate, or a map entry shadowing a slot */
         }
         f->slot[kind] = v;
+        return;
+    }
+    if (kind == KEY_RUN_ID) {
+        f->off_path |= f->has_run_id; /* given twice: the last one wins, in Python */
+        f->has_run_id = 1;
+        f->run_id = v;
         return;
     }
     if (kind == KEY_RESERVED || f->n == MAX_MEMBERS) {
@@ -374,12 +382,23 @@ flat_plain(Run *r, const Flat *f, Span *service, Span *host, Span *stream)
 static int
 flat_record(Run *r, const Flat *f)
 {
-    Span service, host, stream;
+    Span service, host, stream, run = {NULL, 0};
     int has_seq;
     uint64_t seq = 0;
+    if (f->slot[SLOT_RAW].kind != V_ABSENT) {
+        return flat_raw_record(r, f);
+    }
     if (!flat_plain(r, f, &service, &host, &stream) ||
         !seq_slot(&f->slot[SLOT_SEQ], &has_seq, &seq)) {
         return 0;
+    }
+    if (f->has_run_id) {
+        /* normalize.py's _own_run: a text run_id replaces the batch's ("" names none);
+         * any other value stays a field, renamed src_run_id, in Python. */
+        if (f->run_id.kind != V_STRING || (f->run_id.text.n > 0 && r->run_at < 0)) {
+            return 0;
+        }
+        run = f->run_id.text.n > 0 ? f->run_id.text : run;
     }
     Stamp st;
     if (flat_stamp(r, f, &st) < 0) {
@@ -392,7 +411,12 @@ flat_record(Run *r, const Flat *f)
         return 0; /* src_ts/src_level taken: the renaming is decided in Python */
     }
     const Value *msg = &f->slot[SLOT_MSG], *fmt = &f->slot[SLOT_FORMAT];
-    Fixed fx = {.service = service, .host = host, .stream = stream, .has_seq = has_seq, .seq = seq};
+    Fixed fx = {.service = service,
+                .host = host,
+                .stream = stream,
+                .has_seq = has_seq,
+                .seq = seq,
+                .run_id = run};
     fx.msg = value_present(msg) ? msg->text : (Span){"", 0};
     fx.msg_ascii = is_ascii(fx.msg.p, fx.msg.n);
     fx.format = fmt->kind == V_STRING && fmt->text.n ? &fmt->text : NULL;

@@ -7,9 +7,29 @@
 
 /* ------------------------------------------------------------------ line assembly */
 
+/* csrc/raw.c: records whose raw line the C path reads itself (1 written, 0 not ours). */
+typedef struct Flat Flat;
+static int dict_raw_record(Run *r, PyObject *rec);
+static int flat_raw_record(Run *r, const Flat *f);
+
+/* The batch's head, with a record's own run_id (run_id.p not NULL) in place of the
+ * batch's. */
+static int
+put_head(Run *r, Span run_id)
+{
+    if (run_id.p == NULL) {
+        return buf_put(&r->out, r->head, r->head_n);
+    }
+    return buf_put(&r->out, r->head, r->run_at) < 0 || PUT_LIT(&r->out, "\"run_id\":") < 0 ||
+                   put_json_str(&r->out, run_id.p, run_id.n) < 0 || PUT_LIT(&r->out, ",") < 0
+               ? -1
+               : 0;
+}
+
 /* {"ts":"..","level":"..","msg":..,<head> */
 static int
-put_start(Run *r, const char *ts, Py_ssize_t ts_n, int level, const char *msg, Py_ssize_t msg_n)
+put_start(Run *r, const char *ts, Py_ssize_t ts_n, int level, const char *msg, Py_ssize_t msg_n,
+          Span run_id)
 {
     const char *lv = r->e->level_text[level];
     Py_ssize_t ln = r->e->level_len[level];
@@ -19,7 +39,7 @@ put_start(Run *r, const char *ts, Py_ssize_t ts_n, int level, const char *msg, P
         PUT_LIT(&r->out, ",") < 0) {
         return -1;
     }
-    return buf_put(&r->out, r->head, r->head_n);
+    return put_head(r, run_id);
 }
 
 /* "service":..,"host":..,"format":..,"stream":..,"seq":..,<tail> ; fmt NULL: the batch's */
@@ -87,6 +107,7 @@ typedef struct {
     const Span *format; /* NULL: the batch's */
     int has_seq;
     uint64_t seq;
+    Span run_id; /* the record's own (not empty); p NULL: the batch's */
 } Fixed;
 
 /* Writes a record's other members (and src_ts/src_level): 1, 0 not ours, -1 error. */
@@ -104,7 +125,7 @@ emit_line(Run *r, Stamp *st, const Fixed *fx, ExtrasWriter extras, const void *r
     int rc = resolve_msg(r, fx->msg_obj, fx->msg.p, fx->msg.n, fx->msg_ascii, &text, &text_n,
                          &keep);
     if (rc == 0) {
-        rc = put_start(r, st->ts, st->ts_n, st->level, text, text_n) < 0 ||
+        rc = put_start(r, st->ts, st->ts_n, st->level, text, text_n, fx->run_id) < 0 ||
                      put_middle(r, fx->service, fx->host, fx->format, fx->stream, fx->has_seq,
                                 fx->seq) < 0
                  ? -1
@@ -401,7 +422,7 @@ dict_seq(PyObject *rec, int *has, uint64_t *seq)
 /* A dict record and its fixed values, each held by a reference of its own: the
  * callbacks (ts_fn, level_fn, mask_fn, dumps) run Python code, which may change or
  * empty the dict while its line is written. */
-enum { H_TS, H_LEVEL, H_MSG, H_SERVICE, H_HOST, H_STREAM, H_FORMAT, NHELD };
+enum { H_TS, H_LEVEL, H_MSG, H_SERVICE, H_HOST, H_STREAM, H_FORMAT, H_RUN_ID, NHELD };
 
 typedef struct {
     PyObject *rec;
@@ -411,7 +432,8 @@ typedef struct {
 static int
 dict_hold(DictRecord *d)
 {
-    PyObject *const keys[NHELD] = {K_TS, K_LEVEL, K_MSG, K_SERVICE, K_HOST, K_STREAM, K_FORMAT};
+    PyObject *const keys[NHELD] = {K_TS,   K_LEVEL,  K_MSG,    K_SERVICE,
+                                   K_HOST, K_STREAM, K_FORMAT, K_RUN_ID};
     for (int i = 0; i < NHELD; i++) {
         PyObject *v = PyDict_GetItemWithError(d->rec, keys[i]);
         if (v == NULL && PyErr_Occurred()) {
@@ -438,6 +460,7 @@ dict_extras(Run *r, const void *record, const Stamp *st)
     PyObject *rec = ((const DictRecord *)record)->rec;
     PyObject *ts_val = ((const DictRecord *)record)->v[H_TS];
     PyObject *level_val = ((const DictRecord *)record)->v[H_LEVEL];
+    PyObject *run_id = ((const DictRecord *)record)->v[H_RUN_ID];
     PyObject *key, *value;
     Py_ssize_t pos = 0;
     while (PyDict_Next(rec, &pos, &key, &value)) {
@@ -452,7 +475,12 @@ dict_extras(Run *r, const void *record, const Stamp *st)
             continue;
         }
         if ((hit = PySet_Contains(r->e->reserved, key)) != 0) {
-            return hit < 0 ? -1 : 0;
+            /* A text run_id was written in the head (dict_fixed); others are renamed. */
+            if (hit > 0 && run_id != NULL && PyUnicode_CheckExact(run_id) &&
+                PyUnicode_Compare(key, K_RUN_ID) == 0) {
+                continue;
+            }
+            return hit < 0 || PyErr_Occurred() ? -1 : 0;
         }
         if (((st->flags & TS_INVALID) && PyUnicode_Compare(key, K_SRC_TS) == 0) ||
             ((st->flags & LEVEL_INVALID) && PyUnicode_Compare(key, K_SRC_LEVEL) == 0)) {
@@ -525,6 +553,20 @@ dict_fixed(Run *r, const DictRecord *d, Fixed *fx, Span *fmt)
         !text_field(d->v[H_STREAM], &fx->stream)) {
         return 0;
     }
+    PyObject *run_id = d->v[H_RUN_ID];
+    if (run_id != NULL) {
+        /* normalize.py's _own_run: a text run_id replaces the batch's ("" names none). */
+        Span run;
+        if (!PyUnicode_CheckExact(run_id) || (run.p = utf8_of(run_id, &run.n)) == NULL) {
+            return 0;
+        }
+        if (run.n > 0) {
+            if (r->run_at < 0) {
+                return 0;
+            }
+            fx->run_id = run;
+        }
+    }
     PyObject *format = d->v[H_FORMAT];
     if (format != NULL) {
         if (!PyUnicode_CheckExact(format) || (fmt->p = utf8_of(format, &fmt->n)) == NULL) {
@@ -539,13 +581,13 @@ dict_fixed(Run *r, const DictRecord *d, Fixed *fx, Span *fmt)
 static int
 dict_held_record(Run *r, DictRecord *d)
 {
+    int has_raw = PyDict_Contains(d->rec, K_RAW);
+    if (has_raw) {
+        return has_raw < 0 ? -1 : dict_raw_record(r, d->rec);
+    }
     int rc = dict_primary(d);
     if (rc <= 0) {
         return rc;
-    }
-    int has_raw = PyDict_Contains(d->rec, K_RAW);
-    if (has_raw) {
-        return has_raw < 0 ? -1 : 0;
     }
     Fixed fx;
     Span fmt;
