@@ -124,7 +124,7 @@ def sd_lines(draw: st.DrawFn) -> bytes:
     return data
 
 
-@settings(max_examples=3000)
+@settings(max_examples=3000, deadline=None)
 @given(sd_lines())
 def test_generated_structured_data_is_read_as_the_format_reads_it(frame: bytes) -> None:
     same(frame)
@@ -155,7 +155,7 @@ def good_sd_lines(draw: st.DrawFn) -> bytes:
     return line.encode()
 
 
-@settings(max_examples=2000)
+@settings(max_examples=2000, deadline=None)
 @given(good_sd_lines())
 def test_structured_data_the_grammar_takes_is_read_as_the_format_reads_it(frame: bytes) -> None:
     same(frame)
@@ -177,7 +177,7 @@ def mutated(draw: st.DrawFn) -> bytes:
     return bytes(data[: draw(st.integers(0, len(data)))]) if draw(st.booleans()) else bytes(data)
 
 
-@settings(max_examples=3000)
+@settings(max_examples=3000, deadline=None)
 @given(mutated())
 def test_mutated_emitter_lines_are_read_as_the_format_reads_them(frame: bytes) -> None:
     same(frame)
@@ -274,7 +274,7 @@ def test_an_emitted_record() -> None:
     }
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(st.lists(st.one_of(sd_lines(), good_sd_lines(), mutated()), max_size=20))
 def test_the_listener_stores_the_same_lines_with_or_without_the_c_path(
     frames: list[bytes],
