@@ -11,6 +11,11 @@ messages/s per core = lines / CPU seconds. Then the ratio LogOps / syslog-ng per
 (PRODUCT.md's target: at least 1.0, nothing lost). Prints numbers, asserts nothing; the
 exit code is non-zero only when a receiver or loggen could not be run.
 
+``--sdata`` gives every RFC 5424 message that structured data (``--sdata emitter``: the
+element our emitters write, ``[logops@32473 run_id=".." stream=".." seq=".."]``, and
+an ``origin`` one), which the listener reads on another path than loggen's ``-``; LF
+framed, since loggen's octet count leaves the structured data out.
+
 Run with ``python -m tests.bench.syslog_bench [--messages N] [--connections C]``.
 """
 
@@ -79,12 +84,27 @@ class SinkCounter:
         return sum(c.count() for c in self._files.values())
 
 
+# What the emitters write in every RFC 5424 line, and a registered element beside it.
+EMITTER_SDATA = (
+    '[logops@32473 run_id="bench-run" stream="loggen" seq="1042"]'
+    '[origin ip="10.0.0.7" software="checkout" swVersion="2.14.1"]'
+)
+
+
 def run_loggen(
-    port: int, messages: int, connections: int, size: int, log: Path, bsd: bool = False
+    port: int,
+    messages: int,
+    connections: int,
+    size: int,
+    log: Path,
+    bsd: bool = False,
+    sdata: str = "",
 ) -> Any:
     # --rate is per connection: far above what either receiver takes.
     cmd = [LOGGEN, "--inet", "--stream", "--rate", "1000000"]
     cmd += [] if bsd else ["--syslog-proto"]
+    # loggen's octet count leaves the structured data out (3.38): LF framing then.
+    cmd += [f"--sdata={sdata}", "--no-framing"] if sdata and not bsd else []
     # --interval too: loggen stops after 10 s by default, whatever --number says.
     cmd += [f"--active-connections={connections}", "--number", str(messages), "--interval", "3600"]
     cmd += ["--size", str(size), "127.0.0.1", str(port)]
@@ -107,7 +127,8 @@ def measure(
     others = OthersWindow()
     others.begin()
     cpu0, started = cpu_seconds(pid), time.monotonic()
-    loggen = run_loggen(port, args.messages, args.connections, args.size, log, args.bsd)
+    sdata = EMITTER_SDATA if args.sdata == "emitter" else args.sdata
+    loggen = run_loggen(port, args.messages, args.connections, args.size, log, args.bsd, sdata)
     expected = args.messages * args.connections
     last, last_change = count(), time.monotonic()
     while True:
@@ -235,14 +256,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--bsd", action="store_true", help="loggen's BSD-style lines, LF framed (no syslog-ng)"
     )
+    p.add_argument(
+        "--sdata", default="", help='structured data for every message ("emitter": ours)'
+    )
     p.add_argument("--no-syslog-ng", action="store_true")
     p.add_argument("--json", type=Path, help="also write the results to this file")
     args = p.parse_args(argv)
+    if args.sdata == "emitter":
+        # loggen pads to --size and mangles lines shorter than its template with the SD.
+        args.size = max(args.size, 400)
     missing = available()
     if missing:
         print(f"syslog bench skipped: {missing}")
         return 1
     proto = "BSD-style, LF framing" if args.bsd else "RFC 5424, octet counting"
+    proto += f", LF framing, structured data {args.sdata}" if args.sdata and not args.bsd else ""
     print(
         f"syslog listener vs syslog-ng: loggen over TCP ({proto}), {args.connections} "
         f"connections x {args.messages:,} messages of {args.size} bytes, durability "
