@@ -14,7 +14,8 @@ exit code is non-zero only when a receiver or loggen could not be run.
 ``--sdata`` gives every RFC 5424 message that structured data (``--sdata emitter``: the
 element our emitters write, ``[logops@32473 run_id=".." stream=".." seq=".."]``, and
 an ``origin`` one), which the listener reads on another path than loggen's ``-``; LF
-framed, since loggen's octet count leaves the structured data out.
+framed, since loggen's octet count leaves the structured data out (so the listener alone:
+syslog-ng's source here reads octet-counted frames).
 
 Run with ``python -m tests.bench.syslog_bench [--messages N] [--connections C]``.
 """
@@ -265,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.sdata == "emitter":
         # loggen pads to --size and mangles lines shorter than its template with the SD.
         args.size = max(args.size, 400)
+    # syslog-ng's syslog() source here takes octet counting only: the listener alone.
+    args.no_syslog_ng = args.no_syslog_ng or bool(args.sdata and not args.bsd)
     missing = available()
     if missing:
         print(f"syslog bench skipped: {missing}")
