@@ -17,9 +17,27 @@ static PyObject *SL_TS, *SL_LEVEL, *SL_FACILITY, *SL_SEVERITY, *SL_HOST, *SL_SER
     *SL_MSGID, *SL_MSG, *SL_RUN_ID, *SL_STREAM, *SL_SEQ, *SL_SD, *SL_LOGOPS, *SL_META,
     *SL_SEQUENCE_ID;
 
+/* SD-IDs and PARAM-NAMEs that the emitters (and RFC 5424's registered elements) write on
+ * every line, made once: such a name then costs no allocation and its hash is cached. */
+static const char *const SD_KNOWN[] = {
+    "logops@32473", "run_id",      "stream",   "seq",       "meta",       "sequenceId",
+    "origin",       "ip",          "software", "swVersion", "trace@32473", "trace_id",
+    "span_id",      "http@32473",  "method",   "path",      "status",     "duration_ms",
+    "timeQuality",  "tzKnown",     "isSynced", "sysUpTime", "language",   "enterpriseId",
+};
+enum { NSD_KNOWN = sizeof SD_KNOWN / sizeof SD_KNOWN[0] };
+static PyObject *SD_KNOWN_OBJ[NSD_KNOWN];
+static Py_ssize_t SD_KNOWN_LEN[NSD_KNOWN];
+
 static int
 syslog_intern(void)
 {
+    for (int i = 0; i < NSD_KNOWN; i++) {
+        SD_KNOWN_LEN[i] = (Py_ssize_t)strlen(SD_KNOWN[i]);
+        if ((SD_KNOWN_OBJ[i] = PyUnicode_InternFromString(SD_KNOWN[i])) == NULL) {
+            return -1;
+        }
+    }
     struct {
         PyObject **slot;
         const char *name;
@@ -287,6 +305,18 @@ sl_scan(const char *s, Py_ssize_t n, SlLine *L)
     return 1;
 }
 
+/* An SD-ID or PARAM-NAME (ASCII) as a str: a known one shared, any other made. */
+static PyObject *
+sd_key(const char *s, Py_ssize_t n)
+{
+    for (int i = 0; i < NSD_KNOWN; i++) {
+        if (SD_KNOWN_LEN[i] == n && memcmp(SD_KNOWN[i], s, (size_t)n) == 0) {
+            return Py_NewRef(SD_KNOWN_OBJ[i]);
+        }
+    }
+    return sl_ascii(s, n);
+}
+
 /* A PARAM-VALUE's text: \", \\ and \] undone, every other pair kept as written. */
 static PyObject *
 sd_text(const char *s, Py_ssize_t n)
@@ -421,7 +451,7 @@ sd_fill(PyObject *sd, const char *s, Py_ssize_t n)
     Py_ssize_t i = 0;
     while (i < n && s[i] == '[') {
         Py_ssize_t k = sd_name(s + i + 1, n - i - 1);
-        PyObject *id = sl_ascii(s + i + 1, k);
+        PyObject *id = sd_key(s + i + 1, k);
         int seen = id == NULL ? -1 : PyDict_Contains(sd, id);
         PyObject *params = seen == 0 ? PyDict_New() : NULL;
         int rc = params == NULL ? (seen > 0 ? 0 : -1) : PyDict_SetItem(sd, id, params);
@@ -433,7 +463,7 @@ sd_fill(PyObject *sd, const char *s, Py_ssize_t n)
         i += 1 + k;
         while (rc == 0 && s[i] == ' ') {
             k = sd_name(s + i + 1, n - i - 1);
-            PyObject *name = sl_ascii(s + i + 1, k);
+            PyObject *name = sd_key(s + i + 1, k);
             i += 1 + k + 2;
             Py_ssize_t v = sd_value(s + i, n - i);
             rc = sd_param(params, name, sd_text(s + i, v));
