@@ -259,3 +259,64 @@ def test_an_emitter_line_is_stored_with_its_own_run() -> None:
     assert (line["run_id"], line["stream"], line["seq"]) == ("run-7", "em-1", 0)
     assert line["format"] == "syslog5424"
     assert "logops@32473" not in line["sd"]
+
+
+# --- a record's own run_id, which the C path now writes itself -------------------------
+
+RUN_IDS = st.one_of(TEXT, st.sampled_from([None, 7, ["r"], {"a": 1}, True, 1.5]))
+OWN_RUN_RECORDS = st.fixed_dictionaries(
+    {"msg": TEXT, "run_id": RUN_IDS},
+    optional={
+        "ts": st.sampled_from(["2024-03-12T14:05:09.482Z", "bad"]),
+        "level": st.sampled_from(["error", "x"]),
+        "src_run_id": TEXT,
+        "stream": TEXT,
+        "user": TEXT,
+        "fields": st.dictionaries(st.sampled_from(["run_id", "user", "x"]), TEXT, max_size=2),
+    },
+)
+
+
+@examples(200)
+@given(
+    records=st.lists(OWN_RUN_RECORDS, min_size=1, max_size=6),
+    run_id=st.sampled_from(["", "batch-run", 'q"uote']),
+    pii=st.sampled_from(PII_CONFIGS),
+)
+def test_records_with_their_own_run_id_are_byte_identical(
+    records: list[Any], run_id: str, pii: PiiConfig
+) -> None:
+    run_dict_batch(Batch(records=records, batch_id="b", run_id=run_id), pii, INGEST_MS)
+    if all(_json_safe(rec) for rec in records):
+        body = orjson.dumps({"batch_id": "b", "run_id": run_id, "records": records})
+        assert_same_json(body, {}, pii)
+
+
+@examples(100)
+@given(
+    runs=st.lists(st.one_of(st.none(), TEXT), min_size=1, max_size=6),
+    batch_run=st.sampled_from(["", "batch-run"]),
+)
+def test_protobuf_records_with_a_run_id_field_match(runs: list[str | None], batch_run: str) -> None:
+    records = [
+        logs_pb2.LogRecord(msg="m", fields={} if run is None else {"run_id": run}) for run in runs
+    ]
+    msg = logs_pb2.LogBatch(batch_id="b", run_id=batch_run, records=records)
+    assert_same_push(msg.SerializeToString(), False, PiiConfig(), INGEST_MS)
+
+
+def test_structured_records_with_a_text_run_id_stay_in_c() -> None:
+    records: list[Any] = [{"msg": "m", "run_id": f"run-{i}"} for i in range(5)]
+    assert handed_to_python(records) == 0
+    assert handed_to_python([{"msg": "m", "run_id": 7}]) == 1
+    norm = native.make_normaliser(PiiConfig(), 256 * 1024)
+    batch = Batch(records=[*records, {"msg": "m", "run_id": ""}], batch_id="b", run_id="r0")
+    lines = norm.normalise_batch(batch, INGEST_MS).data.splitlines()
+    expected = [f"run-{i}" for i in range(5)]
+    assert [orjson.loads(line)["run_id"] for line in lines] == [*expected, "r0"]
+
+
+def test_a_run_id_given_twice_in_json_is_decided_as_orjson_reads_it() -> None:
+    body = b'{"batch_id":"b","records":[{"msg":"m","fields":{"run_id":"a"},"run_id":"b"},'
+    body += b'{"msg":"m","run_id":"a","run_id":"b"}]}'
+    assert_same_json(body, {}, PiiConfig())
