@@ -131,6 +131,8 @@ class WinEventXmlFormat:
             root = ET.fromstring(line)
         except ET.ParseError as exc:
             raise FormatError(f"invalid XML: {exc}") from None
+        except UnicodeEncodeError:  # the parser reads UTF-8: a lone surrogate has none
+            raise FormatError("invalid XML: a lone surrogate is not a character") from None
         if root.tag != _NS + "Event":
             raise FormatError(f"the root element must be Event in the namespace {NAMESPACE}")
         system = root.find(_NS + "System")

@@ -257,6 +257,11 @@ def test_parse_winlogbeat_line() -> None:
             "invalid XML",
         ),
         (f'<Event xmlns="{NAMESPACE}">&bogus;</Event>', "invalid XML"),
+        # A JSON body's "\ud800" escape reaches the parser as a lone surrogate.
+        (
+            f'<Event xmlns="{NAMESPACE}"><System><EventID>1</EventID></System>\ud800</Event>',
+            "lone surrogate",
+        ),
         (
             '<!DOCTYPE e [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;">]>'
             f'<Event xmlns="{NAMESPACE}"><System><EventID>1</EventID></System>&b;</Event>',
