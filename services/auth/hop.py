@@ -37,7 +37,7 @@ from services.common.errors import BadRequest, Internal, LogOpsError, Unavailabl
 from services.common.grpc_errors import error_from_rpc
 from services.common.grpc_server import embedded_length, varint_size
 from services.common.model import Batch, PushResult, Rejection
-from services.common.pb_codec import record_to_pb, result_from_dict, result_from_pb
+from services.common.pb_codec import SEQ_MESSAGE, record_to_pb, result_from_dict, result_from_pb
 
 _native: ModuleType | None
 try:
@@ -141,24 +141,28 @@ class _GrpcHop:
         self._channel.close()
 
 
-_UNCARRIED = "a value the gRPC hop cannot carry: seq must be a whole number"
+# Ingest's own words for the same record pushed to it directly.
+_UNCARRIED = SEQ_MESSAGE
 
 
 def _converted(batch: Batch) -> Prepared:
     """An HTTP body's batch as a PushRequest: the one re-encoding on the hot path, for a
-    body that arrived over HTTP and leaves over gRPC. A record protobuf cannot carry (a
-    ``seq`` that is not a whole number) is refused here, by its original index."""
+    body that arrived over HTTP and leaves over gRPC. A record Ingest would refuse for its
+    ``seq`` (not a whole number from 0 to 2**64-1) is refused here, by its original index,
+    in Ingest's words; a null leaves its field unset, as Ingest reads a null."""
     records, kept = [], []
     refused = list(batch.rejections)
     for index, record in enumerate(batch.records):
         if record is None:
             continue
-        if batch.default_format and "raw" in record and "format" not in record:
+        # LogBatch has no format of its own: each record carries the batch's, as Ingest
+        # gives it to every record of a JSON batch whose own is absent or false.
+        if batch.default_format and not record.get("format"):
             record = {**record, "format": batch.default_format}
         try:
             records.append(record_to_pb(record))
-        except (TypeError, ValueError):
-            refused.append(Rejection(index, "invalid_record", _UNCARRIED))
+        except ValueError as exc:  # as Ingest refuses the record pushed to it directly
+            refused.append(Rejection(index, "invalid_record", str(exc)))
             continue
         kept.append(index)
     pb = logs_pb2.LogBatch(

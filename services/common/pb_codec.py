@@ -137,17 +137,38 @@ def result_from_dict(doc: dict[str, Any]) -> PushResult:
     )
 
 
+_TEXT_KEYS = frozenset(("ts", "level", "msg", "service", "host", "stream", "raw", "format"))
+_MAX_SEQ = 2**64 - 1
+SEQ_MESSAGE = "seq must be an integer from 0 to 2**64-1"
+
+
 def record_to_pb(rec: Record) -> logs_pb2.LogRecord:
-    """Build a ``LogRecord`` from a record dict (client side); other keys go to ``fields``."""
+    """Build a ``LogRecord`` from a record dict; other keys go to ``fields``.
+
+    Read as the Ingest Gateway reads the same record in JSON: a null leaves its field unset
+    (absent, not the text "None"), and ``seq`` is a whole number from 0 to 2**64-1 or its
+    decimal digits, anything else a ``ValueError`` (Ingest's ``invalid_record``)."""
     out = logs_pb2.LogRecord()
     for key, value in rec.items():
-        if key in ("ts", "level", "msg", "service", "host", "stream", "raw", "format"):
-            setattr(out, key, str(value))
+        if key in _TEXT_KEYS:
+            if value is not None:
+                setattr(out, key, str(value))
         elif key == "seq":
-            out.seq = int(value)
+            if value is not None:
+                out.seq = _seq(value)
         else:
             out.fields[key] = value if isinstance(value, str) else _json_text(value)
     return out
+
+
+def _seq(value: Any) -> int:
+    if type(value) is int and 0 <= value <= _MAX_SEQ:
+        return value
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 20:
+        number = int(value)
+        if number <= _MAX_SEQ:
+            return number
+    raise ValueError(SEQ_MESSAGE)
 
 
 def batch_to_pb(batch: Batch) -> logs_pb2.LogBatch:

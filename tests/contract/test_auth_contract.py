@@ -3,13 +3,19 @@ fault in its signature or limits, gets the same answer and reason on gRPC and HT
 
 from __future__ import annotations
 
+import http.client
+import json
 import secrets
 import time
+import uuid
+from typing import Any
 
+import orjson
 import pytest
 
 from services.common.errors import REASONS
 from services.common.signing import sign_headers
+from services.ingest.wiring import IngestGateway
 from tests.conftest import AuthFactory, GatewayFactory, stored_lines
 from tests.contract.auth_clients import (
     BODY_LIMIT,
@@ -152,3 +158,59 @@ def test_a_forwarder_key_keeps_the_emitters_it_relays(pair: Pair, keys: Keys, fr
     answer = push(front, pair.auth, keys, doc, key_id="k-relay")
     assert answer.status == 200, answer.doc
     assert {line["emitter"] for line in stored(pair.ingest, doc["batch_id"])} == {"edge-relay-7"}
+
+
+# Values a JSON body may hold that the protobuf hop carries differently: each must be read
+# through the Auth Gateway as Ingest reads it when pushed directly (a null is absent, a seq
+# that is not a whole number from 0 to 2**64-1 is refused in Ingest's words).
+ODD_RECORDS: list[dict[str, Any]] = [
+    {"msg": "null ts and level", "ts": None, "level": None, "seq": 0},
+    {"msg": None, "raw": "user=ana action=login", "format": None, "seq": 1},
+    {"msg": "fractional seq", "seq": 1.5},
+    {"msg": "boolean seq", "seq": True},
+    {"msg": "whole float seq", "seq": 2.0},
+    {"msg": "null seq", "seq": None, "service": None, "host": None, "stream": None},
+    {"msg": "seq as digits", "seq": "7"},
+    {"msg": "seq past 64 bits", "seq": "18446744073709551616"},
+]
+
+
+def _direct(ingest: IngestGateway, doc: dict[str, Any]) -> dict[str, Any]:
+    a = ingest.addresses
+    assert a is not None
+    conn = http.client.HTTPConnection("127.0.0.1", a.http_port, timeout=20)
+    try:
+        conn.request("POST", "/v1/logs", orjson.dumps(doc), {"Content-Type": "application/json"})
+        answer: dict[str, Any] = json.loads(conn.getresponse().read())
+    finally:
+        conn.close()
+    return answer
+
+
+def _comparable(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What the two pushes share: not their batch ids, nor the time they were stored (a
+    record without its own ts takes that time as its ts)."""
+    def kept(key: str, line: dict[str, Any]) -> bool:
+        return key not in ("batch_id", "ingest_ts") and not (key == "ts" and line["ts_missing"])
+
+    return [{k: v for k, v in line.items() if kept(k, line)} for line in lines]
+
+
+def test_odd_json_values_are_read_as_ingest_reads_them_over_either_hop(
+    start_gateway: GatewayFactory, auth_gateway: AuthFactory, keys: Keys, hop: str
+) -> None:
+    p = start_pair(start_gateway, auth_gateway, keys, hop)
+    direct_doc: dict[str, Any] = {
+        "batch_id": uuid.uuid4().hex, "emitter": EMITTER, "format": "logfmt",
+        "records": ODD_RECORDS,
+    }  # fmt: skip
+    relayed_doc = {**direct_doc, "batch_id": uuid.uuid4().hex}
+    direct = _direct(p.ingest, direct_doc)
+    relayed = push("http", p.auth, keys, relayed_doc)
+    assert relayed.status == 200, relayed.doc
+    for key in ("accepted", "rejected", "rejections", "missing"):
+        assert relayed.doc[key] == direct[key], key
+    assert [r["index"] for r in direct["rejections"]] == [2, 3, 4, 7]
+    assert _comparable(stored(p.ingest, relayed_doc["batch_id"])) == _comparable(
+        stored(p.ingest, direct_doc["batch_id"])
+    )

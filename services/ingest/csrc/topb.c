@@ -8,10 +8,11 @@
  * The mapping is pb_codec.record_to_pb's, applied to each record as codecs._decode_json
  * and hop._converted build it: orjson's reading (the last of members with the same name
  * wins, in the first one's place), a "fields" object merged under the record's own
- * members (codecs.flatten), the batch's default format given to a record with "raw" and
- * no "format"; then the LogRecord's own keys become its fields as str(value) would write
- * them, "seq" becomes int(value) (a record whose seq does not fit a uint64 is refused, by
- * its index), and every other key goes into `fields`: a string as it is, any other value
+ * members (codecs.flatten), the batch's default format given to a record whose own is
+ * absent or false; then the LogRecord's own keys become its fields as str(value) would
+ * write them (a null leaves the field unset), "seq" is kept when it is a whole number from
+ * 0 to 2**64-1 (any other seq is refused by its index, as Ingest refuses it; null leaves
+ * it unset), and every other key goes into `fields`: a string as it is, any other value
  * as the compact JSON text orjson.dumps writes. Fields are written in field-number order
  * as upb writes them; map entries in the record's order (upb's own order is its hash
  * table's, so only the parsed messages can be compared).
@@ -21,7 +22,7 @@
  * takes the GIL back, for PyOS_double_to_string.
  *
  * What is not decided here exactly (a known key holding an object or array, a string
- * seq, a nested object with a repeated name, more than MAX_TOPB_MEMBERS members, text
+ * seq, a number as the format of a batch that names one, a nested object with a repeated name, more than MAX_TOPB_MEMBERS members, text
  * the strict reader refuses) makes the whole body "not handled": the Python path then
  * decides. tests/unit/ingest/test_native_topb*.py compare both.
  */
@@ -579,42 +580,32 @@ put_field_value(ToPb *t, Buf *b, const Value *v)
     return rc > 0 && c.p != c.end ? TP_DECLINE : rc;
 }
 
-/* int(value) into a uint64 `seq`: 1 kept (*seq set), 2 refused, 0 not decided here. */
-enum { SEQ_REFUSED = 2 };
+/* A `seq` as Ingest reads it: 1 kept (*seq set), 2 refused (anything but a whole number
+ * from 0 to 2**64-1: a fraction, a boolean, an object), 3 null (left unset), 0 not decided
+ * here (text: the Python path reads its digits). */
+enum { SEQ_REFUSED = 2, SEQ_NULL = 3 };
 
 static int
 seq_value(const Value *v, uint64_t *seq)
 {
     Number num;
     switch (v->kind) {
-    case V_TRUE:
-    case V_FALSE:
-        *seq = v->kind == V_TRUE;
-        return TP_OK;
+    case V_NULL:
+        return SEQ_NULL;
     case V_STRING:
-        return TP_DECLINE; /* int("...") reads more than digits */
+        return TP_DECLINE;
     case V_INT:
         break;
-    case V_OTHER:
-        if (v->text.p[0] == '{' || v->text.p[0] == '[') {
-            return SEQ_REFUSED;
-        }
-        break;
     default:
-        return SEQ_REFUSED; /* int(None) */
+        return SEQ_REFUSED;
     }
     if (tp_number(v->text, &num) < 0) {
         return TP_DECLINE;
     }
-    if (num.integer) {
-        *seq = num.magnitude;
-        return num.negative && num.magnitude ? SEQ_REFUSED : TP_OK;
-    }
-    double whole = trunc(num.d);
-    if (whole <= -1.0 || whole >= 18446744073709551616.0) {
+    if (!num.integer || (num.negative && num.magnitude)) {
         return SEQ_REFUSED;
     }
-    *seq = (uint64_t)whole;
+    *seq = num.magnitude;
     return TP_OK;
 }
 
@@ -666,10 +657,14 @@ record_field(Span key)
 }
 
 /* One string field from a value (str()): implicit presence drops an empty one, except
- * ts and level, which are `optional`. */
+ * ts and level, which are `optional`; a null leaves the field unset (Ingest reads a null
+ * as absent). */
 static int
 put_text_field(ToPb *t, unsigned field, const Value *v)
 {
+    if (v->kind == V_NULL) {
+        return TP_OK;
+    }
     t->val.len = 0;
     int rc = put_str_value(&t->val, v);
     if (rc <= 0) {
@@ -725,10 +720,18 @@ tp_write_record(ToPb *t, Span default_format, int *refused)
     if (seq_rc == TP_DECLINE) {
         return TP_DECLINE;
     }
+    /* LogBatch has no format: the batch's stands in for a record's own when that one is
+     * false (Ingest: `rec.get("format") or` the batch's): absent, null, false or empty;
+     * whether a number or an object is false is left to the Python path. */
     Value fmt = {.kind = V_STRING, .text = default_format};
-    const Value *fmt_value = slot[10] >= 0 ? &m->items[slot[10]].value
-                             : slot[9] >= 0 && default_format.n ? &fmt
-                                                                : NULL;
+    const Value *own = slot[10] >= 0 ? &m->items[slot[10]].value : NULL;
+    int use_default = default_format.n > 0;
+    if (own && use_default && (own->kind == V_INT || own->kind == V_OTHER)) {
+        return TP_DECLINE;
+    }
+    int own_set = own && own->kind != V_NULL && own->kind != V_FALSE &&
+                  !(own->kind == V_STRING && own->text.n == 0);
+    const Value *fmt_value = own_set ? own : use_default ? &fmt : own;
     t->rec.len = 0;
     int rc = TP_OK;
     for (unsigned f = 1; f <= 10 && rc > 0; f++) {
@@ -740,7 +743,7 @@ tp_write_record(ToPb *t, Span default_format, int *refused)
             }
         }
         else if (f == 8) {
-            if (slot[8] >= 0 && !*refused &&
+            if (slot[8] >= 0 && seq_rc == TP_OK &&
                 (put_varint(&t->rec, 8 << 3 | WT_VARINT) < 0 || put_varint(&t->rec, seq) < 0)) {
                 rc = -1;
             }

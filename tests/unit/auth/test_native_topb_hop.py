@@ -55,7 +55,7 @@ RECORDS = [
      "fields": {"region": "eu", "trace_id": "t1"}, "stream": "s"},
     {"msg": "refused", "seq": -5},
     {"raw": "127.0.0.1 - - [12/Mar/2024:14:06:40 +0000] \"GET / HTTP/1.1\" 200 5"},
-    {"msg": "b", "seq": 2.0, "extra": {"n": [1, 2.5, None]}, "level": 30},
+    {"msg": "b", "seq": 2, "extra": {"n": [1, 2.5, None]}, "level": 30},
     {"msg": "also refused", "seq": 18446744073709551616.0},
     {"msg": "last", "seq": 3},
 ]  # fmt: skip

@@ -214,7 +214,8 @@ def record_text(draw: st.DrawFn, plain: bool) -> str:
 
 
 def _left_to_python(member: str) -> bool:
-    """A known key holding an object or array, or a string seq (in a "fields" object too)."""
+    """A known key holding an object or array, a string seq, or a numeric format (whether
+    it is false decides if the batch's format replaces it), in a "fields" object too."""
     try:
         record = orjson.loads("{" + member + "}")
     except orjson.JSONDecodeError:
@@ -222,7 +223,9 @@ def _left_to_python(member: str) -> bool:
     inner = record.get("fields")
     merged = inner if isinstance(inner, dict) else record
     return any(
-        (k in KNOWN and isinstance(v, dict | list)) or (k == "seq" and isinstance(v, str))
+        (k in KNOWN and isinstance(v, dict | list))
+        or (k == "seq" and isinstance(v, str))
+        or (k == "format" and type(v) in (int, float))
         for k, v in merged.items()
     )
 
