@@ -328,7 +328,9 @@ class EmitLoop:
             emitter=self.opts.emitter,
             scenario_id=self.opts.scenario_id,
             run_id=self.source.accounting.run_id,
-            default_format=self.source.fmt.name,
+            # Structured records are fields, not lines of the format: Ingest labels them
+            # "structured" when the batch names no format.
+            default_format="" if self.opts.structured else self.source.fmt.name,
         )
         self._next = end
         res = self.result
