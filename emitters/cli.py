@@ -217,7 +217,7 @@ def cmd_emit(args: argparse.Namespace) -> int:
     stop = threading.Event()
     progress = None if args.quiet else stderr_progress(sys.stderr)
     try:
-        with _stop_on_signals(stop):
+        with stop_on_signals(stop):
             result = loop.run(stop, progress)
     except KeyboardInterrupt:
         # A second Ctrl-C: the batch in flight is abandoned; the account says so.
@@ -328,11 +328,12 @@ def _note_accounting(loop: EmitLoop, spec: TransportSpec, out: Any) -> None:
 
 
 @contextmanager
-def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """SIGINT/SIGTERM set ``stop`` (a clean stop); a second one aborts."""
+def stop_on_signals(stop: threading.Event, second_aborts: bool = True) -> Iterator[None]:
+    """SIGINT/SIGTERM set ``stop`` (a clean stop: what fell due is sent, the account
+    written); with ``second_aborts`` a second one raises KeyboardInterrupt."""
 
     def handler(signum: int, frame: FrameType | None) -> None:
-        if stop.is_set():
+        if second_aborts and stop.is_set():
             raise KeyboardInterrupt
         stop.set()
 

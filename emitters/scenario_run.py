@@ -15,16 +15,14 @@ import json
 import os
 import signal
 import sys
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from types import FrameType
 
 from clients.signed import secret_file
 from clients.targets import host_port
 from emitters.alerts import DEFAULT_URL, URL_ENV
-from emitters.cli import DEV_SECRET, new_run_id
+from emitters.cli import DEV_SECRET, new_run_id, stop_on_signals
 from emitters.progress import LiveView, print_summary
 from emitters.runner import BadInput, RunOptions, ScenarioRunner, Targets
 from emitters.scenario import ScenarioError
@@ -117,7 +115,7 @@ def run_command(args: argparse.Namespace) -> int:
     view = LiveView(scenario.name, out, plain=True if args.plain else None)
     if not args.quiet:
         opts.on_tick = view.update
-    with _stop_on_signals(opts.stop), view if not args.quiet else _nothing():
+    with stop_on_signals(opts.stop, second_aborts=False), view if not args.quiet else _nothing():
         result = runner.run()
     print_summary(result.summary, str(result.path), out, view.plain)
     if result.report is not None:
@@ -128,18 +126,3 @@ def run_command(args: argparse.Namespace) -> int:
 @contextmanager
 def _nothing() -> Iterator[None]:
     yield
-
-
-@contextmanager
-def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """SIGINT/SIGTERM end the run cleanly (what fell due is sent, the account written)."""
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
