@@ -393,7 +393,7 @@ def _refusal(decision: Decision, records: int, info: RateInfo) -> LogOpsError:
             f"rate limit reached; retry in {decision.retry_after_sec:.1f} s",
             retry_after=decision.retry_after_sec,
         )
-    exc.rate = info  # type: ignore[attr-defined]  # read by the HTTP front for headers
+    exc.rate = info  # type: ignore[attr-defined]  # read by both fronts for the RateLimit fields
     return exc
 
 
