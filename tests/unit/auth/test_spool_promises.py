@@ -1,0 +1,323 @@
+"""The spool's promises in a client's and an operator's words: what a refused batch leaves
+(nothing), the exact refusals a client reads, and the events an operator greps."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from services.auth.spool import Spool, SpoolError, SpoolFull
+from tests.unit.auth.spool_testing import Opener, flip, ids, put, record_spans, segments
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    return tmp_path / "spool"
+
+
+@pytest.fixture
+def spools(folder: Path) -> Iterator[Opener]:
+    opener = Opener(folder)
+    yield opener
+    opener.close_all()
+
+
+def _put_refused(spool: Spool, batch_id: str, refusals: dict[str, str]) -> None:
+    try:
+        put(spool, batch_id)
+    except SpoolError as exc:
+        refusals[batch_id] = str(exc)
+
+
+# -- a group fsync that fails ---------------------------------------------------------------
+
+
+def test_batches_sharing_a_failed_group_fsync_are_all_refused_and_none_is_kept(
+    spools: Opener, folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = spools(durability="batch")
+    first, second = put(spool, "a"), put(spool, "a2")
+    (seg,) = segments(folder)
+    size = seg.stat().st_size
+    depth = spool.depth()
+    real_fsync = os.fsync
+    armed = threading.Event()
+    armed.set()
+
+    def failing_fsync(fd: int) -> None:
+        if armed.is_set() and os.readlink(f"/proc/self/fd/{fd}") == str(seg):
+            armed.clear()
+            # The round waits until the three puts are written, so that the ones that
+            # came after it started share its fate.
+            deadline = time.monotonic() + 60
+            while spool.depth()[0] < 5 and time.monotonic() < deadline:
+                time.sleep(0.001)
+            raise OSError(errno.EIO, "Input/output error")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    refusals: dict[str, str] = {}
+    writers = [threading.Thread(target=_put_refused, args=(spool, bid, refusals)) for bid in "bcd"]
+    for t in writers:
+        t.start()
+    for t in writers:
+        t.join()
+
+    # Every client that waited on the failed fsync is refused; the one whose put ran the
+    # round hears why, the others that their batch could not be made durable.
+    assert sorted(refusals) == ["b", "c", "d"]
+    assert sorted(refusals.values()) == [
+        "cannot fsync the spool: Input/output error",
+        "cannot make the batch durable: fsync failed",
+        "cannot make the batch durable: fsync failed",
+    ]
+    # Nothing of them is kept: not offered, not counted, cut off the file, not after a restart.
+    assert ids(spool.peek(10)) == ["a", "a2"]
+    assert spool.depth() == depth
+    assert seg.stat().st_size == size
+    # The next batch starts a segment of its own, after the batches acknowledged before.
+    after = put(spool, "e")
+    assert after.seq == 6, "a seq is never handed out twice"
+    seg6 = "seg-00000000000000000006.log"
+    assert [p.name for p in segments(folder)] == [seg.name, seg6]
+    # The first segment stays while it holds a batch not yet delivered, and goes after.
+    spool.ack(first.seq)
+    assert [p.name for p in segments(folder)] == [seg.name, seg6]
+    assert ids(spool.peek(10)) == ["a2", "e"]
+    spool.ack(second.seq)
+    assert [p.name for p in segments(folder)] == [seg6]
+    reopened = spools.reopen(spool)
+    assert [(b.seq, b.batch_id) for b in reopened.peek(10)] == [(6, "e")]
+
+
+def test_a_refused_batch_whose_cut_fails_is_delivered_after_a_restart(
+    spools: Opener, folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = spools(durability="batch")
+    put(spool, "a")
+    (seg,) = segments(folder)
+    real_fsync = os.fsync
+
+    def failing_fsync(fd: int) -> None:
+        if os.readlink(f"/proc/self/fd/{fd}") == str(seg):
+            raise OSError(errno.EIO, "Input/output error")
+        real_fsync(fd)
+
+    def failing_truncate(fd: int, size: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    monkeypatch.setattr(os, "ftruncate", failing_truncate)
+    with pytest.raises(SpoolError) as refused:
+        put(spool, "b")
+    # The client is refused as for any failed fsync, and this process never offers it.
+    assert refused.value.message == "cannot fsync the spool: Input/output error"
+    assert ids(spool.peek(10)) == ["a"]
+    monkeypatch.undo()
+    # Its record stayed on disk: after a restart it goes to Ingest, where the client's
+    # retry of it is answered as a duplicate.
+    assert ids(spools.reopen(spool).peek(10)) == ["a", "b"]
+
+
+def test_a_failed_background_fsync_is_logged_for_the_operator(
+    spools: Opener, folder: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An hour between rounds: within this test only close() fsyncs.
+    spool = spools(durability="interval", fsync_interval=3600)
+    put(spool, "a")
+    (seg,) = segments(folder)
+    real_fsync = os.fsync
+
+    def failing_fsync(fd: int) -> None:
+        if os.readlink(f"/proc/self/fd/{fd}") == str(seg):
+            raise OSError(errno.EIO, "Input/output error")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    with caplog.at_level(logging.WARNING, logger="services.auth.spool.store"):
+        spool.close()  # nobody waits on this round: the failure can only be logged
+    events = [r for r in caplog.records if getattr(r, "event", None) == "spool_error"]
+    assert [(r.levelno, r.getMessage(), r.__dict__["spool_dir"]) for r in events] == [
+        (logging.WARNING, "cannot fsync the spool: Input/output error", str(folder))
+    ]
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    # Acknowledged in interval mode is acknowledged: the batch is still there to deliver.
+    assert ids(spools().peek(10)) == ["a"]
+
+
+# -- the exact refusals ---------------------------------------------------------------------
+
+
+def test_a_full_spool_refuses_in_words_a_client_can_act_on(spools: Opener) -> None:
+    spool = spools(max_batches=1)
+    put(spool, "a")
+    with pytest.raises(SpoolFull) as refused:
+        put(spool, "b")
+    assert refused.value.message == "the spool is full"
+    assert (refused.value.http_status, refused.value.reason) == (503, "downstream_unavailable")
+    assert refused.value.retry_after_seconds == 5
+
+
+def test_a_batch_that_fills_the_spool_to_the_byte_is_taken(spools: Opener) -> None:
+    # A fixed clock: a record's size depends on nothing else here.
+    probe = spools(clock=lambda: 1_700_000_000.25)
+    put(probe, "a")
+    _, one = probe.depth()
+    probe.ack(probe.peek()[0].seq)
+    # Room for exactly two such records: the second fills the bound, a third is refused.
+    spool = spools.reopen(probe, max_bytes=2 * one, clock=lambda: 1_700_000_000.25)
+    put(spool, "b")
+    put(spool, "c")
+    assert spool.depth() == (2, 2 * one)
+    with pytest.raises(SpoolFull):
+        put(spool, "d")
+    assert ids(spool.peek(10)) == ["b", "c"]
+
+
+def test_a_failed_ack_is_refused_by_name_and_the_batch_comes_back_after_a_restart(
+    spools: Opener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = spools(durability="batch")
+    for bid in "ab":
+        put(spool, bid)
+    real_replace = os.replace
+
+    def failing_replace(src: object, dst: object) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    with pytest.raises(SpoolError) as refused:
+        spool.ack(1)
+    assert refused.value.message == "cannot record a delivery: Input/output error"
+    assert spool.is_usable() is None, "the probe write still works: only the cursor failed"
+    monkeypatch.setattr(os, "replace", real_replace)
+    # Not offered again by this process; after a restart it is, and Ingest answers the
+    # second copy as a duplicate.
+    assert ids(spool.peek(10)) == ["b"]
+    assert ids(spools.reopen(spool).peek(10)) == ["a", "b"]
+
+
+def test_the_refusals_of_a_spool_not_open_say_so(spools: Opener, folder: Path) -> None:
+    spool = Spool(folder, 1 << 20, 10)
+    for attempt in (lambda: put(spool, "a"), spool.peek, lambda: spool.ack(1)):
+        with pytest.raises(SpoolError) as refused:
+            attempt()
+        assert refused.value.message == "the spool is not open"
+
+
+# -- what start-up recovery tells the operator ----------------------------------------------
+
+REPORTED = ("batches", "bytes", "cut_bytes", "quarantined", "removed_files", "cursor_damaged")
+
+
+def _events(caplog: pytest.LogCaptureFixture, event: str) -> list[dict[str, object]]:
+    return [r.__dict__ for r in caplog.records if r.__dict__.get("event") == event]
+
+
+def test_the_start_up_report_counts_files_removed_and_bytes_cut(
+    spools: Opener, folder: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    spool = spools(segment_bytes=600)
+    for bid in "abcdef":
+        put(spool, bid)
+    first, second, third = segments(folder)
+    assert [len(record_spans(s)) for s in (first, second, third)] == [2, 2, 2]
+    delivered = first.read_bytes()
+    spool.ack(2)
+    spool.close()
+    # A crash after the cursor was written but before the unlink reached the disk.
+    first.write_bytes(delivered)
+    # The older segment's last record is damaged: cut off and kept aside.
+    start, end = record_spans(second)[-1]
+    flip(second, end - 1)
+    # The newest ends in a torn write.
+    with third.open("ab") as fh:
+        fh.write(b"LSPR\x01\x02\x03")
+    # Two files a crash left half written.
+    (folder / "cursor.tmp").write_bytes(b"half")
+    (folder / "seg-00000000000000000009.log.tmp").write_bytes(b"LSPS")
+
+    with caplog.at_level(logging.INFO, logger="services.auth.spool"):
+        spool = spools(segment_bytes=600)
+    assert ids(spool.peek(10)) == ["c", "e", "f"]
+    [opened] = _events(caplog, "spool_open")
+    assert {k: opened[k] for k in REPORTED} == {
+        "batches": 3,
+        "bytes": spool.depth()[1],
+        "cut_bytes": (end - start) + 7,
+        "quarantined": 1,
+        "removed_files": 3,
+        "cursor_damaged": False,
+    }
+    assert [(e["segment"], e["cut_bytes"]) for e in _events(caplog, "spool_cut")] == [
+        (second.name, end - start),
+        (third.name, 7),
+    ]
+    assert sorted(p.name for p in folder.glob("*.tmp")) == []
+    assert not first.exists()
+
+
+def test_a_damaged_cursor_is_reported_and_logged_with_the_folder(
+    spools: Opener, folder: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    spool = spools()
+    for bid in "ab":
+        put(spool, bid)
+    spool.ack(1)
+    spool.close()
+    (folder / "cursor").write_bytes(b"garbage")
+    with caplog.at_level(logging.INFO, logger="services.auth.spool"):
+        spool = spools()
+    assert ids(spool.peek(10)) == ["a", "b"]
+    [damaged] = _events(caplog, "spool_cursor_damaged")
+    assert (damaged["levelno"], damaged["spool_dir"]) == (logging.WARNING, str(folder))
+    [opened] = _events(caplog, "spool_open")
+    assert (opened["cursor_damaged"], opened["batches"], opened["removed_files"]) == (True, 2, 0)
+
+
+def test_an_intact_spool_reports_nothing_repaired(
+    spools: Opener, folder: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    spool = spools()
+    for bid in "abc":
+        put(spool, bid)
+    _, nbytes = spool.depth()
+    spool.close()
+    with caplog.at_level(logging.INFO, logger="services.auth.spool"):
+        spools()
+    [opened] = _events(caplog, "spool_open")
+    assert {k: opened[k] for k in REPORTED} == {
+        "batches": 3,
+        "bytes": nbytes,
+        "cut_bytes": 0,
+        "quarantined": 0,
+        "removed_files": 0,
+        "cursor_damaged": False,
+    }
+    assert (opened["spool_dir"], opened["durability"]) == (str(folder), "batch")
+    assert _events(caplog, "spool_cut") == []
+
+
+def test_damage_followed_by_a_magic_that_is_no_record_loses_nothing_after_it(
+    spools: Opener, folder: Path
+) -> None:
+    spool = spools()
+    put(spool, "a")
+    # A client's body may hold the record magic; it is no record of the spool's.
+    put(spool, "b", b"LSPR, as a client may well write\n")
+    for bid in "cde":
+        put(spool, bid)
+    spool.close()
+    (seg,) = segments(folder)
+    spans = record_spans(seg)
+    flip(seg, spans[1][0])  # the damaged record's own magic: the search starts past it
+    assert ids(spools().peek(10)) == ["a", "c", "d", "e"]
+    [kept] = (folder / "quarantine").iterdir()
+    assert kept.read_bytes() == seg.read_bytes()[spans[1][0] : spans[1][1]]  # b alone
