@@ -611,3 +611,157 @@ def test_a_push_past_the_in_flight_cap_is_told_when_to_come_back(tmp_path: Path)
         release.set()
         first.join(10)
         core.close()
+
+
+# --- the drainer, and what the core reports ------------------------------------------------
+
+
+def _wait_for(check: Any, seconds: float = 10) -> bool:
+    """Polls ``check`` until it holds (a wait for another thread, not a timing claim)."""
+    pause = threading.Event()
+    for _ in range(int(seconds / 0.02)):
+        if check():
+            return True
+        pause.wait(0.02)
+    return bool(check())
+
+
+def test_the_drainer_outlives_a_spool_it_cannot_read_and_delivers_once_it_can(
+    parts: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    ingest, _, make = parts
+    ingest.fail = Unavailable("down", reason="downstream_unavailable")
+    with caplog.at_level(logging.ERROR, logger="services.auth.core"):
+        core = make()
+        core.handle(_json_request({"batch_id": "kept", "records": [{}]}))
+        (seg,) = (tmp_path / "spool0").glob("seg-*.log")
+        aside = seg.with_name("aside")
+        seg.rename(aside)
+        seg.mkdir()  # reading the segment now fails: the spool itself is broken
+        ingest.fail = None
+
+        def logged() -> list[logging.LogRecord]:
+            return [r for r in caplog.records if r.__dict__.get("event") == "spool_drain_error"]
+
+        assert _wait_for(lambda: logged() != [])
+        assert ingest.sent == []
+        seg.rmdir()
+        aside.rename(seg)
+        assert ingest.delivered.wait(10)
+    [sent] = ingest.sent
+    assert sent.batch_id == "kept"
+    first = logged()[0]
+    assert first.levelno == logging.ERROR and first.exc_info is not None
+
+
+class _GoesAwayAfter(FakeIngest):
+    """Takes ``room`` batches, then answers as an Ingest Gateway that went away."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.room: int | None = None
+
+    def forward(self, payload: Payload, deadline: float) -> PushResult:
+        if self.room == 0:
+            raise Unavailable("gone again", reason="downstream_unavailable")
+        result = super().forward(payload, deadline)
+        if self.room is not None:
+            self.room -= 1
+        return result
+
+
+def test_after_a_partial_drain_the_depth_gauge_shows_what_is_left(tmp_path: Path) -> None:
+    ingest, counts = _GoesAwayAfter(), Counts()
+    ingest.fail = Unavailable("down", reason="downstream_unavailable")
+    spool = Spool(tmp_path / "spool", 1 << 20, 100)
+    core = AuthCore(_cfg(), None, MemoryRateLimiter(), ingest, spool, counts, lambda: "closed")
+    core.start()
+    try:
+        depths = []
+        for i in range(3):
+            body = orjson.dumps({"batch_id": f"b{i}", "records": [{"msg": "x" * (10 * i)}]})
+            core.handle(AuthRequest("http", "r", {}, "application/json", "", body))
+            depths.append(counts.depth)
+        assert [d[0] for d in depths] == [1, 2, 3]
+        ingest.room = 1
+        ingest.fail = None  # back for one batch only
+        assert ingest.delivered.wait(10)
+        first_bytes = depths[0][1]
+        assert _wait_for(lambda: counts.depth == (2, depths[2][1] - first_bytes))
+        assert [p.batch_id for p in ingest.sent] == ["b0"]
+    finally:
+        core.close()
+
+
+class _Broken(FakeIngest):
+    def forward(self, payload: Payload, deadline: float) -> PushResult:
+        raise RuntimeError("a bug, not a refusal")
+
+
+class _PartlyTaken(FakeIngest):
+    def forward(self, payload: Payload, deadline: float) -> PushResult:
+        return PushResult(batch_id=payload.batch_id, accepted=2, rejected=1)
+
+
+@pytest.mark.parametrize(
+    ("ingest", "code", "records"),
+    [(_PartlyTaken(), "OK", 3), (_Broken(), "INTERNAL", 0)],
+    ids=["partly-taken", "raised"],
+)
+def test_every_request_is_counted_once_by_code_and_records(
+    tmp_path: Path, ingest: FakeIngest, code: str, records: int
+) -> None:
+    counts = Counts()
+    spool = Spool(tmp_path / "spool", 1 << 20, 100)
+    core = AuthCore(_cfg(), None, MemoryRateLimiter(), ingest, spool, counts, lambda: "closed")
+    core.start()
+    try:
+        body = orjson.dumps([{}, {}, {}])
+        request = AuthRequest("grpc", "r", {}, "application/json", "", body)
+        if code == "OK":
+            core.handle(request)
+        else:
+            with pytest.raises(RuntimeError):
+                core.handle(request)
+    finally:
+        core.close()
+    [(front, counted, seconds, n)] = counts.calls
+    assert (front, counted, n) == ("grpc", code, records)
+    assert seconds >= 0
+    assert counts.reasons == []
+
+
+@pytest.mark.parametrize(
+    ("per_sec", "burst", "at_once"),
+    [(2.5, None, 2), (0.5, None, 1), (1.0, 5, 5)],
+    ids=["a-seconds-worth", "at-least-one", "its-own-burst"],
+)
+def test_a_key_with_a_rate_of_its_own_may_send_its_burst_at_once_and_no_more(
+    tmp_path: Path, per_sec: float, burst: int | None, at_once: int
+) -> None:
+    from services.common.keys import ApiKey, KeyRing
+
+    key = ApiKey("rated", "rated-emitter", (b"rated-secret-0123456789",), per_sec, None, burst)
+    verifier = Verifier(KeyRing([key]), MemoryNonceStore())
+    spool = Spool(tmp_path / "spool", 1 << 20, 100)
+    # The gateway's own default would let far more through.
+    cfg = _cfg(**{"records_per_key.per_sec": 1000.0, "records_per_key.burst": 1000})
+    core = AuthCore(cfg, verifier, MemoryRateLimiter(), FakeIngest(), spool, Counts(), lambda: "x")
+    core.start()
+
+    def push(n: int) -> Any:
+        body = orjson.dumps([{}] * n)
+        headers = sign_headers(key, body, "application/json")
+        return core.handle(AuthRequest("http", "r", headers, "application/json", "", body))
+
+    try:
+        with pytest.raises(TooLarge) as big:
+            push(at_once + 1)
+        assert big.value.message == (
+            f"a batch of {at_once + 1} records is more than this key may send at once "
+            f"({at_once}); split it"
+        )
+        outcome = push(at_once)
+        assert outcome.rate.limit == at_once and outcome.rate.remaining == 0
+    finally:
+        core.close()
