@@ -69,7 +69,9 @@ def test_size_rotation_never_splits_a_batch(make_sink: SinkFactory, sink_dir: Pa
     huge = next(p for p in files if b'"huge"' in p.read_bytes())
     assert huge.read_bytes() == batch("huge", lines=40)
     assert [r["batch"] for r in records(sink_dir)] == [
-        *(b for b in ids for _ in range(4)), *["huge"] * 40, *["after"] * 3,
+        *(b for b in ids for _ in range(4)),
+        *["huge"] * 40,
+        *["after"] * 3,
     ]
 
 
@@ -84,15 +86,30 @@ def test_an_all_rejected_batch_is_remembered_without_data(
 
 def test_bad_arguments_are_refused(make_sink: SinkFactory) -> None:
     sink = make_sink()
-    with pytest.raises(ValueError):
+    id_rule = r"^batch_id must be 1 to 128 characters$"
+    with pytest.raises(ValueError, match=id_rule):
         sink.append("", batch("x"), StoredBatch(3, 0))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=id_rule):
         sink.append("x" * 129, batch("x"), StoredBatch(3, 0))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^data must be complete NDJSON lines$"):
         sink.append("torn", b'{"a": 1}', StoredBatch(1, 0))
     with pytest.raises(ValueError):
         sink.append("\ud800", batch("x"), StoredBatch(3, 0))
     assert sink.lookup("torn") is None
+
+
+def test_an_id_of_the_full_128_characters_is_stored_and_remembered(
+    make_sink: SinkFactory, sink_dir: Path
+) -> None:
+    # The gateway takes batch ids up to 128 characters: the longest must be kept too.
+    longest = "x" * 128
+    first = make_sink()
+    assert first.append(longest, batch("long"), StoredBatch(3, 0)) is None
+    first.close()
+    again = make_sink()
+    assert again.lookup(longest) == StoredBatch(3, 0)
+    assert again.append(longest, batch("long"), StoredBatch(3, 0)) == StoredBatch(3, 0)
+    assert [e[0] for e in index_lines(sink_dir)] == [longest]
 
 
 # -- idempotency ----------------------------------------------------------------------------
@@ -116,9 +133,7 @@ def test_duplicate_answers_the_first_counts_and_writes_nothing(
 ODD_IDS = ["plain", "tab\there", "new\nline", 'quote"s', "back\\slash", "zażółć-日本", "\u2028x"]
 
 
-def test_idempotency_survives_a_restart(
-    make_sink: SinkFactory, sink_dir: Path
-) -> None:
+def test_idempotency_survives_a_restart(make_sink: SinkFactory, sink_dir: Path) -> None:
     first = make_sink()
     for n, bid in enumerate(ODD_IDS):
         first.append(bid, batch(str(n)), StoredBatch(3, n))
@@ -153,7 +168,11 @@ def test_the_id_cap_evicts_oldest_first(make_sink: SinkFactory) -> None:
     sink.close()
     reopened = make_sink(dedup_max_ids=3)
     assert [reopened.lookup(f"b{i}") is not None for i in range(5)] == [
-        False, False, True, True, True,
+        False,
+        False,
+        True,
+        True,
+        True,
     ]
 
 
@@ -278,7 +297,8 @@ def test_missing_counts_without_their_entry_are_dropped(
     second.close()
     third = make_sink()
     assert [third.lookup(bid) for bid in "ab"] == [
-        StoredBatch(3, 0, (1, 1, 1, 1)), StoredBatch(3, 0),
+        StoredBatch(3, 0, (1, 1, 1, 1)),
+        StoredBatch(3, 0),
     ]
 
 

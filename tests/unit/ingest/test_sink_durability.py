@@ -69,7 +69,7 @@ def test_unknown_durability_is_refused(sink_dir: Path) -> None:
 def test_append_after_close_is_a_sink_error(make_sink: SinkFactory) -> None:
     sink = make_sink()
     sink.close()
-    with pytest.raises(SinkError):
+    with pytest.raises(SinkError, match=r"^the sink is not open$"):
         sink.append("a", batch("a"), StoredBatch(3, 0))
 
 
@@ -113,9 +113,7 @@ def test_batch_mode_makes_the_next_days_files_durable_before_acknowledging(
     fsyncs.take()
     clock.now = NOON + 86_400
     push(sink, fsyncs, "b")
-    assert fsyncs.take() == [
-        *NEW_DAY, "sink/20250302.ndjson", "sink/.index/20250302.idx", "ack b"
-    ]
+    assert fsyncs.take() == [*NEW_DAY, "sink/20250302.ndjson", "sink/.index/20250302.idx", "ack b"]
 
 
 def test_interval_mode_acknowledges_before_the_fsync_and_close_catches_up(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -67,7 +68,11 @@ def test_a_write_the_disk_refuses_leaves_nothing_behind(
     # RLIMIT_FSIZE fails a write half way for root too, unlike file permissions.
     out = subprocess.run(
         [sys.executable, "-c", FSIZE_SCRIPT, str(sink_dir)],
-        capture_output=True, text=True, check=True, cwd=ROOT, timeout=60,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+        timeout=60,
     )
     state = json.loads(out.stdout)
     assert state["outcome"] == "error"
@@ -95,7 +100,8 @@ def test_a_replaced_directory_fails_appends_until_it_is_back(
     sink_dir.rename(moved)
     sink_dir.write_text("not a directory")
     clock.now += 5
-    with pytest.raises(SinkError):
+    # The core logs this text as the error of its sink_error event.
+    with pytest.raises(SinkError, match=r"^cannot append to the sink: Not a directory$"):
         sink.append("b", batch("b"), StoredBatch(3, 0))
     assert observer.errors == 1
     assert sink.lookup("b") is None
@@ -227,7 +233,7 @@ def test_a_duplicate_of_a_batch_not_yet_fsynced_waits_for_the_fsync(
 def test_open_fails_with_sink_error_when_the_path_is_a_file(sink_dir: Path) -> None:
     sink_dir.write_text("a file")
     sink = NdjsonSink(SinkConfig(dir=str(sink_dir)))
-    with pytest.raises(SinkError):
+    with pytest.raises(SinkError, match=r"^cannot open the sink: Not a directory$"):
         sink.open()
     assert sink.check_writable() == "sink not open"
 
@@ -375,9 +381,7 @@ def test_readiness_says_when_the_directory_is_not_writable(
     assert sink.check_writable() == "sink directory not writable"
 
 
-@pytest.mark.parametrize(
-    ("free", "reason"), [(1 << 20, None), ((1 << 20) - 1, "disk full")]
-)
+@pytest.mark.parametrize(("free", "reason"), [(1 << 20, None), ((1 << 20) - 1, "disk full")])
 def test_readiness_wants_a_mebibyte_free(
     make_sink: SinkFactory, monkeypatch: pytest.MonkeyPatch, free: int, reason: str | None
 ) -> None:
@@ -422,3 +426,46 @@ def test_files_stay_open_while_they_are_the_ones_at_their_paths(
         clock.now += 5  # past the interval at which the paths are checked again
         sink.append(bid, batch(bid), StoredBatch(3, 0))
     assert opened == []
+
+
+def test_a_stored_batch_makes_the_sink_ready_again_whatever_the_probe_finds(
+    make_sink: SinkFactory, sink_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sink = make_sink()
+    sink.append("warm", batch("warm"), StoredBatch(3, 0))
+
+    def failing(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", failing)
+    with pytest.raises(SinkError):
+        sink.append("a", batch("a"), StoredBatch(3, 0))
+    monkeypatch.undo()
+    # A folder where the probe file goes: only real traffic can show the disk is back.
+    (sink_dir / ".ready-probe").mkdir()
+    assert sink.check_writable() == "last write failed: Input/output error"
+    assert sink.append("a", batch("a"), StoredBatch(3, 0)) is None
+    assert sink.check_writable() is None
+
+
+def test_a_background_fsync_that_fails_is_logged_with_its_cause(
+    make_sink: SinkFactory,
+    sink_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # An hour between rounds: close() runs the only fsync round of this test, and nobody
+    # waits on it, so the log is the one place its failure shows.
+    sink = make_sink(durability="interval", fsync_interval_ms=3_600_000)
+    assert sink.append("a", batch("a"), StoredBatch(3, 0)) is None
+
+    def failing(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", failing)
+    with caplog.at_level(logging.WARNING, logger="services.ingest.sink"):
+        sink.close()
+    (record,) = [r for r in caplog.records if r.name == "services.ingest.sink"]
+    assert record.levelno == logging.WARNING
+    assert (record.__dict__["event"], record.__dict__["sink_dir"]) == ("sink_error", str(sink_dir))
+    assert record.getMessage() == "fsync failed: Input/output error"
