@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,13 +14,13 @@ from prometheus_client import CollectorRegistry
 
 from services.common.config import load_config
 from services.common.errors import BadRequest, TooLarge, Unauthenticated, Unavailable
-from services.common.model import Batch
+from services.common.model import Batch, PushResult
 from services.common.nonces import MemoryNonceStore
 from services.common.signing import Verifier, sign_headers
 from services.ingest import core as core_module
 from services.ingest.core import IncomingPush, IngestCore
 from services.ingest.metrics import IngestMetrics
-from services.ingest.sink import NdjsonSink, SinkError
+from services.ingest.sink import NdjsonSink, SinkError, StoredBatch
 from tests.signing_testing import KEY, make_keyring
 
 
@@ -86,8 +87,13 @@ def test_in_flight_cap_refuses_before_decoding(core: IngestCore) -> None:
         t.start()
     for _ in holders:  # every slot is taken by a request held in its decode step
         assert inside.acquire(timeout=5)
+
+    def counted() -> Batch:
+        decoded.append(1)
+        return Batch(records=[])
+
     with pytest.raises(Unavailable) as info:
-        core.handle("grpc", "r", given(lambda: decoded.append(1) or Batch(records=[])))
+        core.handle("grpc", "r", given(counted))
     assert info.value.reason == "overloaded" and info.value.retry_after_seconds == 1
     assert decoded == []
     release.set()
@@ -97,8 +103,10 @@ def test_in_flight_cap_refuses_before_decoding(core: IngestCore) -> None:
 
 
 def test_limits_and_names(core: IngestCore) -> None:
-    with pytest.raises(TooLarge):
-        core.check_body_size(core.limits.max_body_bytes + 1)
+    over = core.limits.max_body_bytes + 1
+    with pytest.raises(TooLarge) as info:
+        core.check_body_size(over)
+    assert str(info.value) == f"body of {over} bytes exceeds the limit of {over - 1}"
     core.check_body_size(core.limits.max_body_bytes)
     core.check_body_size(None)
     with pytest.raises(TooLarge, match="10001 records"):
@@ -202,7 +210,7 @@ def test_a_sink_that_cannot_be_written_is_a_retryable_refusal(
     def failing(*args: object) -> None:
         raise SinkError("cannot append to the sink: No space left on device")
 
-    sink.append = failing  # type: ignore[method-assign]
+    sink.append = failing  # type: ignore[method-assign,assignment]
     with caplog.at_level("ERROR"), pytest.raises(Unavailable) as info:
         core.push(Batch(records=[{"msg": "x"}], batch_id="lost"))
     assert info.value.reason == "sink_unavailable"
@@ -220,6 +228,74 @@ def test_a_bad_name_is_refused_naming_its_field(core: IngestCore, key: str) -> N
     setattr(batch, key, "tab\there")
     with pytest.raises(BadRequest, match=f"^{key} must be printable ASCII$"):
         core.push(batch)
+
+
+@pytest.mark.parametrize(
+    ("key", "limit"), [("batch_id", 128), ("emitter", 64), ("scenario_id", 128), ("run_id", 128)]
+)
+def test_a_name_is_taken_up_to_its_limit_and_refused_past_it(
+    core: IngestCore, key: str, limit: int
+) -> None:
+    longest = Batch(records=[{"msg": "x"}], batch_id="at-limit")
+    setattr(longest, key, "n" * limit)
+    stored = core.push(longest)
+    assert (stored.accepted, stored.duplicate) == (1, False)
+    (line,) = lines(core)
+    assert json.loads(line)[key] == "n" * limit
+    past = Batch(records=[{"msg": "x"}], batch_id="past-limit")
+    setattr(past, key, "n" * (limit + 1))
+    with pytest.raises(BadRequest) as info:
+        core.push(past)
+    assert str(info.value) == f"{key} is longer than {limit} characters"
+
+
+def test_a_push_meeting_its_first_copy_still_in_fsync_is_answered_with_its_own_request_id(
+    core: IngestCore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    core.push(Batch(records=[{"msg": "warm"}], batch_id="warm"))  # the day's files exist
+    sink = core._sink
+    inside, second_appends = threading.Event(), threading.Event()
+    real_append, real_fsync = sink.append, os.fsync
+
+    def append(batch_id: str, data: bytes, stored: StoredBatch) -> StoredBatch | None:
+        if threading.current_thread().name == "second":
+            second_appends.set()
+        return real_append(batch_id, data, stored)
+
+    def fsync_once_the_second_appends(fd: int) -> None:
+        # The first copy is written but not durable: the second push found no stored
+        # answer, normalised its records and hands them to the sink too.
+        inside.set()
+        assert second_appends.wait(10)
+        real_fsync(fd)
+
+    monkeypatch.setattr(sink, "append", append)
+    monkeypatch.setattr(os, "fsync", fsync_once_the_second_appends)
+    results: dict[str, PushResult] = {}
+
+    def send(request_id: str) -> None:
+        batch = Batch(records=[{"msg": "x"}, {"msg": 1}], batch_id="same")
+        results[request_id] = core.push(batch, request_id)
+
+    threads = [
+        threading.Thread(target=send, args=(f"req-{n}",), name=n) for n in ("first", "second")
+    ]
+    threads[0].start()
+    assert inside.wait(10)
+    threads[1].start()
+    for t in threads:
+        t.join(10)
+    first, second = results["req-first"], results["req-second"]
+    assert (first.duplicate, first.request_id) == (False, "req-first")
+    assert second == PushResult(
+        batch_id="same",
+        accepted=first.accepted,
+        rejected=first.rejected,
+        duplicate=True,
+        missing=first.missing,
+        request_id="req-second",
+    )
+    assert len(lines(core)) == 1 + first.accepted
 
 
 def test_a_request_is_timed_from_admission_to_answer(
