@@ -321,3 +321,21 @@ def test_damage_followed_by_a_magic_that_is_no_record_loses_nothing_after_it(
     assert ids(spools().peek(10)) == ["a", "c", "d", "e"]
     [kept] = (folder / "quarantine").iterdir()
     assert kept.read_bytes() == seg.read_bytes()[spans[1][0] : spans[1][1]]  # b alone
+
+
+def test_a_record_the_disk_wrote_twice_is_set_aside_not_delivered_twice(
+    spools: Opener, folder: Path
+) -> None:
+    spool = spools()
+    for bid in "abc":
+        put(spool, bid)
+    spool.close()
+    (seg,) = segments(folder)
+    data = seg.read_bytes()
+    (_, _), (b_start, b_end), (c_start, _) = record_spans(seg)
+    # b's block again after it: whole, checksum and all, but out of order.
+    seg.write_bytes(data[:c_start] + data[b_start:b_end] + data[c_start:])
+    assert ids(spools().peek(10)) == ["a", "b", "c"]
+    [kept] = (folder / "quarantine").iterdir()
+    assert kept.name == f"{seg.name}.{c_start:012d}.bad"
+    assert kept.read_bytes() == data[b_start:b_end]
