@@ -302,11 +302,31 @@ def test_a_request_is_timed_from_admission_to_answer(
     observed: tuple[IngestCore, Calls], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     core, calls = observed
-    ticks = iter(range(0, 1000, 5))
-    # A clock of the core alone that moves 5 s between readings.
+    ticks = iter(range(1000, 2000, 5))
+    # A clock of the core alone that moves 5 s between readings (and is far from zero,
+    # as perf_counter is on a host that has been up a while).
     monkeypatch.setattr(core_module, "time", SimpleNamespace(perf_counter=lambda: next(ticks)))
     core.handle("http", "r", given(lambda: Batch(records=[{"msg": "a"}])))
     assert calls.seconds == [5]
+
+
+def test_readiness_says_why_and_check_ready_refuses_as_a_push_would(core: IngestCore) -> None:
+    assert core.readiness() is None
+    core.check_ready()
+    sink_dir = Path(core.cfg.sink.dir)
+    sink_dir.rename(sink_dir.with_name("moved"))
+    assert core.readiness() == "sink directory missing"
+    with pytest.raises(Unavailable) as info:
+        core.check_ready()
+    refused = (str(info.value), info.value.reason, info.value.retry_after_seconds)
+    assert refused == ("sink directory missing", "sink_unavailable", 1)
+    sink_dir.with_name("moved").rename(sink_dir)
+    assert core.readiness() is None
+    # A front that stopped serving makes the gateway not ready for good, sink or not.
+    core.fail("grpc server stopped")
+    assert core.readiness() == "grpc server stopped"
+    with pytest.raises(Unavailable, match=r"^grpc server stopped$"):
+        core.check_ready()
 
 
 @pytest.fixture
