@@ -8,8 +8,9 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -339,3 +340,108 @@ def test_a_record_the_disk_wrote_twice_is_set_aside_not_delivered_twice(
     [kept] = (folder / "quarantine").iterdir()
     assert kept.name == f"{seg.name}.{c_start:012d}.bad"
     assert kept.read_bytes() == data[b_start:b_end]
+
+
+# -- a put that lands while an ack frees the segment being written --------------------------
+
+
+def test_a_batch_put_while_an_ack_is_recorded_is_kept(
+    spools: Opener, folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = spools(durability="batch")
+    first = put(spool, "a")
+    real_fsync = os.fsync
+    landed: list[int] = []
+
+    def fsync(fd: int) -> None:
+        real_fsync(fd)
+        # The ack's folder fsync, after its cursor is in place: a client's put lands here.
+        if not landed and os.readlink(f"/proc/self/fd/{fd}") == str(folder):
+            landed.append(put(spool, "b").seq)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    spool.ack(first.seq)
+    assert landed, "the put did land while the ack was being recorded"
+    assert ids(spool.peek(10)) == ["b"]
+    monkeypatch.undo()
+    assert ids(spools.reopen(spool).peek(10)) == ["b"]
+
+
+class _LandsBeforeTheDrop:
+    """The spool's fsync lock, with ``action`` run the first time it is taken: in an ack,
+    between finding the segment being written wholly delivered and taking the lock to
+    drop it. What puts may do at that moment, made to happen every time."""
+
+    def __init__(self, real: Any, action: Callable[[], object]) -> None:
+        self._real = real
+        self._action: Callable[[], object] | None = action
+
+    def __enter__(self) -> object:
+        action, self._action = self._action, None
+        if action is not None:
+            action()
+        return self._real.__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        self._real.__exit__(*exc)
+
+
+def test_a_batch_put_as_an_ack_frees_the_segment_keeps_it(
+    spools: Opener, folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = spools(durability="batch")
+    first = put(spool, "a")
+    monkeypatch.setattr(
+        spool, "_sync_lock", _LandsBeforeTheDrop(spool._sync_lock, lambda: put(spool, "b"))
+    )
+    spool.ack(first.seq)
+    # The segment now holds b: it is not removed under it.
+    assert [p.name for p in segments(folder)] == ["seg-00000000000000000001.log"]
+    assert ids(spool.peek(10)) == ["b"]
+    assert ids(spools.reopen(spool).peek(10)) == ["b"]
+
+
+def test_an_ack_as_a_failed_fsync_retires_the_segment_still_returns(
+    spools: Opener, folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = spools(durability="batch")
+    first = put(spool, "a")
+    (seg,) = segments(folder)
+    real_fsync = os.fsync
+
+    def failing_fsync(fd: int) -> None:
+        if os.readlink(f"/proc/self/fd/{fd}") == str(seg):
+            raise OSError(errno.EIO, "Input/output error")
+        real_fsync(fd)
+
+    def refused_put() -> None:
+        with pytest.raises(SpoolError):
+            put(spool, "b")
+        monkeypatch.setattr(os, "fsync", real_fsync)
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    monkeypatch.setattr(spool, "_sync_lock", _LandsBeforeTheDrop(spool._sync_lock, refused_put))
+    spool.ack(first.seq)
+    assert spool.depth() == (0, 0)
+    put(spool, "c")
+    assert ids(spool.peek(10)) == ["c"]
+    assert ids(spools.reopen(spool).peek(10)) == ["c"]
+
+
+def test_a_segment_removed_by_hand_does_not_stop_delivery(spools: Opener, folder: Path) -> None:
+    spool = spools()
+    first = put(spool, "a")
+    (seg,) = segments(folder)
+    seg.unlink()
+    spool.ack(first.seq)
+    assert spool.depth() == (0, 0)
+    put(spool, "b")
+    assert ids(spools.reopen(spool).peek(10)) == ["b"]
+
+
+def test_an_ack_past_what_was_spooled_says_which(spools: Opener) -> None:
+    spool = spools()
+    put(spool, "a")
+    with pytest.raises(ValueError) as refused:
+        spool.ack(2)
+    assert str(refused.value) == "seq 2 was never spooled"
