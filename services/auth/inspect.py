@@ -72,7 +72,9 @@ def json_facts(plain: bytes) -> WireFacts:
     read again by orjson, which says precisely why it is refused, as Ingest would."""
     try:
         doc = _JSON_SHAPE.decode(plain)
-    except msgspec.MsgspecError:
+    except (msgspec.MsgspecError, RecursionError):
+        # msgspec nests no deeper than the interpreter's recursion limit, less than the
+        # 1024 levels orjson (Ingest's reader) takes.
         return _strict_json_facts(plain)
     if isinstance(doc, list):
         return WireFacts("", "", len(doc))

@@ -765,3 +765,14 @@ def test_a_key_with_a_rate_of_its_own_may_send_its_burst_at_once_and_no_more(
         assert outcome.rate.limit == at_once and outcome.rate.remaining == 0
     finally:
         core.close()
+
+
+def test_a_json_body_nested_too_deep_is_the_clients_bad_request_not_an_internal_error(
+    parts: Any,
+) -> None:
+    ingest, counts, make = parts
+    body = b"[" * 2000 + b"]" * 2000
+    with pytest.raises(BadRequest) as info:
+        make().handle(_signed(body, "application/json"))
+    assert info.value.reason == "bad_request" and ingest.sent == []
+    assert counts.done == ["INVALID_ARGUMENT"]

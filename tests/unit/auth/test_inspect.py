@@ -15,7 +15,7 @@ from services.auth.inspect import (
 )
 from services.common.errors import BadRequest
 
-names = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=40)
+names = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=40)
 
 
 def _request(batch_id: str, emitter: str, n: int) -> bytes:
@@ -25,7 +25,7 @@ def _request(batch_id: str, emitter: str, n: int) -> bytes:
         run_id="r",
         records=[logs_pb2.LogRecord(msg=f"m{i}", seq=i) for i in range(n)],
     )
-    return logs_pb2.PushRequest(batch=batch).SerializeToString()
+    return bytes(logs_pb2.PushRequest(batch=batch).SerializeToString())
 
 
 @given(names, names, st.integers(0, 50))
@@ -185,3 +185,23 @@ def test_a_name_that_is_not_utf8_is_refused_by_name(name: str) -> None:
     with pytest.raises(BadRequest) as info:
         log_batch_facts(_key(field, 2) + b"\x02\xff\xfe")
     assert info.value.message == f"{name} is not valid UTF-8"
+
+
+@pytest.mark.parametrize("depth", [1000, 1024])
+def test_a_json_body_nested_as_deep_as_ingest_reads_is_counted(depth: int) -> None:
+    """Deeper than msgspec goes (the recursion limit), within orjson's 1024 levels."""
+    from services.auth.inspect import json_facts
+
+    nested = b"[" * (depth - 2) + b"]" * (depth - 2)
+    facts = json_facts(b'{"batch_id": "deep", "emitter": "e", "records": [' + nested + b"]}")
+    assert (facts.batch_id, facts.emitter, facts.records) == ("deep", "e", 1)
+    facts = json_facts(b"[" + nested + b", {}]")
+    assert (facts.batch_id, facts.emitter, facts.records) == ("", "", 2)
+
+
+def test_a_json_body_nested_deeper_than_ingest_reads_is_the_clients_bad_request() -> None:
+    from services.auth.inspect import json_facts
+
+    with pytest.raises(BadRequest) as info:
+        json_facts(b"[" * 2000 + b"]" * 2000)
+    assert info.value.message.startswith("body is not valid JSON: depth limit exceeded")
