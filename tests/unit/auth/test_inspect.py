@@ -195,6 +195,8 @@ def test_a_json_body_nested_as_deep_as_ingest_reads_is_counted(depth: int) -> No
     nested = b"[" * (depth - 2) + b"]" * (depth - 2)
     facts = json_facts(b'{"batch_id": "deep", "emitter": "e", "records": [' + nested + b"]}")
     assert (facts.batch_id, facts.emitter, facts.records) == ("deep", "e", 1)
+    facts = json_facts(b'{"records": [' + nested + b', {}], "batch_id": null}')
+    assert (facts.batch_id, facts.emitter, facts.records) == ("", "", 2)
     facts = json_facts(b"[" + nested + b", {}]")
     assert (facts.batch_id, facts.emitter, facts.records) == ("", "", 2)
 
