@@ -776,3 +776,17 @@ def test_a_json_body_nested_too_deep_is_the_clients_bad_request_not_an_internal_
         make().handle(_signed(body, "application/json"))
     assert info.value.reason == "bad_request" and ingest.sent == []
     assert counts.done == ["INVALID_ARGUMENT"]
+
+
+def test_a_protobuf_batch_naming_its_id_and_the_keys_emitter_goes_on_byte_for_byte(
+    parts: Any,
+) -> None:
+    from services.auth.inspect import push_request_of
+
+    ingest, _, make = parts
+    body = _log_batch(batch_id="own", emitter=KEY.emitter, n=2)
+    make().handle(_signed(body, "application/x-protobuf"))
+    (sent,) = ingest.sent
+    # Nothing to impose: not a byte is appended to what the client signed.
+    assert sent.body == push_request_of(body)
+    assert (sent.batch_id, sent.records) == ("own", 2)
