@@ -213,3 +213,142 @@ def test_an_index_rewritten_without_a_bad_line_replaces_the_old_one_durably(
     assert fsyncs.take() == [f"{INDEX}.tmp", f"replace {INDEX}", "sink/.index"]
     assert index.read_bytes() == lines[0] + lines[1]
     assert sorted(p.name for p in index.parent.iterdir()) == [f"{DAY}.idx"]
+
+
+# -- torn tails: cut at the last complete line ----------------------------------------------
+
+LINES = b"".join(b'{"n": %d, "pad": "%s"}\n' % (i, b"y" * 80) for i in range(1200))
+
+
+@pytest.mark.parametrize(
+    ("content", "kept"),
+    [
+        (b"\n", b"\n"),
+        (b'{"torn', b""),
+        # A torn tail longer than one 64 KiB read, after more than a read of whole lines.
+        (LINES + b"z" * 70_000, LINES),
+        # The last newline is the first byte of the last read.
+        (b'{"a": 1}\n' + b"z" * 65_535, b'{"a": 1}\n'),
+    ],
+    ids=["one-empty-line", "no-newline-at-all", "long-tail-after-long-lines", "newline-opens-read"],
+)
+def test_a_torn_tail_is_cut_right_after_the_last_newline(
+    make_sink: SinkFactory, sink_dir: Path, content: bytes, kept: bytes
+) -> None:
+    sink_dir.mkdir()
+    path = sink_dir / "20250228.ndjson"  # a day without an index: only its torn line goes
+    path.write_bytes(content)
+    make_sink()
+    assert path.read_bytes() == kept
+
+
+def test_a_long_torn_tail_after_indexed_batches_is_cut_at_their_end(
+    make_sink: SinkFactory, sink_dir: Path
+) -> None:
+    first = make_sink(durability="none")
+    for i in range(40):
+        first.append(f"b{i}", batch(f"b{i}", width=1000), StoredBatch(3, 0))
+    first.close()
+    path = sink_dir / f"{DAY}.ndjson"
+    stored = path.read_bytes()
+    assert len(stored) > 65_536
+    with path.open("ab") as fh:
+        fh.write(b"z" * 70_000)
+    second = make_sink()
+    assert path.read_bytes() == stored
+    assert all(second.lookup(f"b{i}") == StoredBatch(3, 0) for i in range(40))
+
+
+def test_a_batch_whose_one_byte_never_reached_the_disk_is_not_answered(
+    make_sink: SinkFactory, sink_dir: Path
+) -> None:
+    first = make_sink(durability="none")
+    first.append("empty-line", b"\n", StoredBatch(1, 0))
+    first.close()
+    os.truncate(sink_dir / f"{DAY}.ndjson", 0)  # its index entry made it, its data did not
+    second = make_sink()
+    assert second.lookup("empty-line") is None
+    assert index_lines(sink_dir) == []
+
+
+def test_a_one_byte_batch_outlives_the_repair_of_a_torn_tail_after_it(
+    make_sink: SinkFactory, sink_dir: Path
+) -> None:
+    first = make_sink()
+    first.append("empty-line", b"\n", StoredBatch(1, 0))
+    first.close()
+    path = sink_dir / f"{DAY}.ndjson"
+    with path.open("ab") as fh:
+        fh.write(b'{"torn')
+    second = make_sink()
+    assert path.read_bytes() == b"\n"
+    assert second.lookup("empty-line") == StoredBatch(1, 0)
+
+
+# -- how a damaged index is rewritten -------------------------------------------------------
+
+
+def test_damage_only_at_the_end_of_the_index_is_cut_in_place(
+    make_sink: SinkFactory, sink_dir: Path, fsyncs: FsyncLog
+) -> None:
+    first = make_sink()
+    for bid in "ab":
+        first.append(bid, batch(bid), StoredBatch(3, 0))
+    first.close()
+    index = sink_dir / ".index" / f"{DAY}.idx"
+    good = index.read_bytes()
+    # A bad line and a torn one after it: one cut, no copy of a possibly large index.
+    index.write_bytes(good + b"garbage\n" + b'["c",3,0,"2025')
+    fsyncs.take()
+    second = make_sink()
+    assert fsyncs.take() == [INDEX]
+    assert index.read_bytes() == good
+    assert second.lookup("b") == StoredBatch(3, 0)
+
+
+def test_good_lines_between_a_bad_line_and_a_torn_one_are_kept(
+    make_sink: SinkFactory, sink_dir: Path
+) -> None:
+    first = make_sink()
+    for bid in "abc":
+        first.append(bid, batch(bid), StoredBatch(3, 0))
+    first.close()
+    index = sink_dir / ".index" / f"{DAY}.idx"
+    lines = index.read_bytes().splitlines(keepends=True)
+    index.write_bytes(lines[0] + b"garbage\n" + lines[1] + lines[2] + b'["d",3,0,"2025')
+    second = make_sink()
+    assert index.read_bytes() == b"".join(lines)
+    assert [second.lookup(bid) for bid in "abc"] == [StoredBatch(3, 0)] * 3
+
+
+def test_a_rewritten_index_keeps_the_permissions_the_sink_gives_it(
+    make_sink: SinkFactory, sink_dir: Path
+) -> None:
+    first = make_sink()
+    for bid in "ab":
+        first.append(bid, batch(bid), StoredBatch(3, 0))
+    first.close()
+    index = sink_dir / ".index" / f"{DAY}.idx"
+    mode = index.stat().st_mode
+    lines = index.read_bytes().splitlines(keepends=True)
+    index.write_bytes(lines[0] + b"garbage\n" + lines[1])
+    make_sink()
+    assert oct(index.stat().st_mode) == oct(mode)
+
+
+def test_a_copy_left_by_an_interrupted_rewrite_does_not_leak_into_the_index(
+    make_sink: SinkFactory, sink_dir: Path
+) -> None:
+    first = make_sink()
+    for bid in "ab":
+        first.append(bid, batch(bid), StoredBatch(3, 0))
+    first.close()
+    index = sink_dir / ".index" / f"{DAY}.idx"
+    lines = index.read_bytes().splitlines(keepends=True)
+    index.write_bytes(lines[0] + b"garbage\n" + lines[1])
+    # An earlier start-up died while writing its copy, longer than the one to come.
+    (index.parent / f"{DAY}.idx.tmp").write_bytes(b"x" * 4096 + b"\n")
+    second = make_sink()
+    assert index.read_bytes() == lines[0] + lines[1]
+    assert sorted(p.name for p in index.parent.iterdir()) == [f"{DAY}.idx"]
+    assert second.lookup("b") == StoredBatch(3, 0)
