@@ -790,3 +790,16 @@ def test_a_protobuf_batch_naming_its_id_and_the_keys_emitter_goes_on_byte_for_by
     # Nothing to impose: not a byte is appended to what the client signed.
     assert sent.body == push_request_of(body)
     assert (sent.batch_id, sent.records) == ("own", 2)
+
+
+def test_a_json_batch_naming_the_keys_own_emitter_goes_on_as_the_client_sent_it(
+    parts: Any,
+) -> None:
+    ingest, _, make = parts
+    doc = {"batch_id": "mine", "emitter": KEY.emitter, "records": [{"msg": "a"}]}
+    body = gzip.compress(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
+    make().handle(_signed(body, "application/json", "gzip"))
+    (sent,) = ingest.sent
+    # Nothing to impose: the body is not decompressed, re-encoded or touched.
+    assert (sent.body, sent.content_encoding) == (body, "gzip")
+    assert sent.batch_id == "mine" and "emitter" not in sent.meta  # the body names it

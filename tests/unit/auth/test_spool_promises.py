@@ -445,3 +445,18 @@ def test_an_ack_past_what_was_spooled_says_which(spools: Opener) -> None:
     with pytest.raises(ValueError) as refused:
         spool.ack(2)
     assert str(refused.value) == "seq 2 was never spooled"
+
+
+def test_a_spool_that_cannot_be_read_says_so(spools: Opener, folder: Path) -> None:
+    spool = spools()
+    put(spool, "a")
+    (seg,) = segments(folder)
+    aside = seg.with_name("aside")
+    seg.rename(aside)
+    seg.mkdir()  # where the segment was, something that reads as no file does
+    with pytest.raises(SpoolError) as refused:
+        spool.peek()
+    assert refused.value.message == "cannot read the spool: Is a directory"
+    seg.rmdir()
+    aside.rename(seg)
+    assert ids(spool.peek()) == ["a"]
