@@ -460,3 +460,20 @@ def test_a_spool_that_cannot_be_read_says_so(spools: Opener, folder: Path) -> No
     seg.rmdir()
     aside.rename(seg)
     assert ids(spool.peek()) == ["a"]
+
+
+def test_a_failed_write_is_refused_in_words_that_say_so(
+    spools: Opener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = spools()
+    put(spool, "a")
+
+    def failing(*args: object) -> int:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "write", failing)
+    with pytest.raises(SpoolError) as refused:
+        put(spool, "b")
+    assert refused.value.message == "cannot write to the spool: Input/output error"
+    monkeypatch.undo()
+    assert ids(spool.peek(10)) == ["a"]
