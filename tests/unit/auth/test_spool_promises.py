@@ -477,3 +477,30 @@ def test_a_failed_write_is_refused_in_words_that_say_so(
     assert refused.value.message == "cannot write to the spool: Input/output error"
     monkeypatch.undo()
     assert ids(spool.peek(10)) == ["a"]
+
+
+def test_a_link_named_like_a_segment_is_never_followed(spools: Opener, tmp_path: Path) -> None:
+    elsewhere = Opener(tmp_path / "elsewhere")
+    other = elsewhere()
+    for bid in "xyz":
+        put(other, bid)
+    other.close()
+    (target,) = segments(elsewhere.folder)
+    before = target.read_bytes()
+    spool = spools()
+    put(spool, "a")
+    spool.close()
+    link = spools.folder / "seg-00000000000000000002.log"
+    link.symlink_to(target)
+    # Only regular files are segments: a link is not read, moved or cut.
+    assert ids(spools().peek(10)) == ["a"]
+    assert link.is_symlink() and target.read_bytes() == before
+    assert not (spools.folder / "quarantine").exists()
+
+
+def test_readiness_writes_no_probe_while_writes_succeed(spools: Opener, folder: Path) -> None:
+    spool = spools()
+    put(spool, "a")
+    # A probe could not be written here; while writes succeed none is tried.
+    (folder / ".ready-probe").mkdir()
+    assert spool.is_usable() is None
