@@ -156,6 +156,7 @@ def test_the_start_up_report_counts_what_the_repair_changed(
     _tear(sink_dir / ".index" / f"{DAY}.idx", b'["e",3,0,"2025')
     _tear(sink_dir / f"{DAY}.ndjson")
     with caplog.at_level(logging.INFO, logger="services.ingest.sink"):
+        caplog.clear()  # only this start-up, whatever the earlier ones logged
         began = time.perf_counter()
         make_sink()
         took = time.perf_counter() - began
@@ -174,6 +175,7 @@ def test_a_clean_start_reports_nothing_repaired(
 ) -> None:
     _store(make_sink, NOON, "abc")
     with caplog.at_level(logging.INFO, logger="services.ingest.sink"):
+        caplog.clear()  # only this start-up, whatever the earlier ones logged
         make_sink()
     event = _open_event(caplog)
     assert (event["loaded"], event["dropped_index_lines"], event["truncated_bytes"]) == (3, 0, 0)
