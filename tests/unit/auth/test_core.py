@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -63,13 +64,14 @@ class Counts:
         self.done: list[str] = []
         self.calls: list[tuple[str, str, float, int]] = []
         self.depth = (0, 0)
+        self.inflights: list[tuple[str, int]] = []
 
     def request_done(self, front: str, code: str, seconds: float, records: int) -> None:
         self.done.append(code)
         self.calls.append((front, code, seconds, records))
 
     def inflight(self, front: str, delta: int) -> None:
-        pass
+        self.inflights.append((front, delta))
 
     def rejected(self, reason: str) -> None:
         self.reasons.append(reason)
@@ -718,17 +720,21 @@ def test_every_request_is_counted_once_by_code_and_records(
     try:
         body = orjson.dumps([{}, {}, {}])
         request = AuthRequest("grpc", "r", {}, "application/json", "", body)
+        began = time.perf_counter()
         if code == "OK":
             core.handle(request)
         else:
             with pytest.raises(RuntimeError):
                 core.handle(request)
+        took = time.perf_counter() - began
     finally:
         core.close()
     [(front, counted, seconds, n)] = counts.calls
     assert (front, counted, n) == ("grpc", code, records)
-    assert seconds >= 0
+    assert 0 <= seconds <= took  # the request's own time, not a clock reading
     assert counts.reasons == []
+    # The in-flight gauge of its front went up and back down.
+    assert counts.inflights == [("grpc", 1), ("grpc", -1)]
 
 
 @pytest.mark.parametrize(
@@ -803,3 +809,15 @@ def test_a_json_batch_naming_the_keys_own_emitter_goes_on_as_the_client_sent_it(
     # Nothing to impose: the body is not decompressed, re-encoded or touched.
     assert (sent.body, sent.content_encoding) == (body, "gzip")
     assert sent.batch_id == "mine" and "emitter" not in sent.meta  # the body names it
+
+
+def test_a_batch_of_exactly_the_record_limit_passes_and_one_more_is_refused_saying_so(
+    parts: Any,
+) -> None:
+    ingest, _, make = parts
+    core = make(**{"limits.max_records": 2})
+    assert core.handle(_json_request([{}, {}])).result.accepted == 2
+    with pytest.raises(TooLarge) as info:
+        core.handle(_json_request([{}, {}, {}]))
+    assert info.value.message == "batch of 3 records exceeds the limit of 2"
+    assert len(ingest.sent) == 1
