@@ -9,7 +9,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from lxml import etree  # type: ignore[import-untyped]
 
@@ -17,7 +17,14 @@ from emitters.content import ContentOptions
 from emitters.formats import FORMATS
 from emitters.formats.base import FormatError
 from emitters.formats.winevent import NAMESPACE, WinEventJsonFormat, WinEventXmlFormat
-from emitters.formats.winevent_content import DATA_NAMES, SECURITY, SYSMON
+from emitters.formats.winevent_content import (
+    DATA_NAMES,
+    KEYWORDS_CLASSIC,
+    KEYWORDS_FAILURE,
+    KEYWORDS_SUCCESS,
+    SECURITY,
+    SYSMON,
+)
 from services.common.config import PiiConfig
 from services.common.model import Batch
 from services.ingest.normalize import Normaliser
@@ -490,6 +497,20 @@ EVENTS = st.fixed_dictionaries(
 )
 
 
+_PLAIN_EVENT: dict[str, Any] = {
+    "ts": "",
+    "level": 0,
+    "host": "",
+    "event_id": 0,
+    "keywords": "",
+    "channel": "",
+    "provider": "",
+    "record_id": 0,
+    "pid": 0,
+    "event_data": {},
+}
+
+
 @settings(max_examples=300)
 @given(EVENTS)
 def test_xml_round_trip_with_nasty_text(rec: dict[str, Any]) -> None:
@@ -509,13 +530,27 @@ def test_xml_round_trip_with_nasty_text(rec: dict[str, Any]) -> None:
 
 @settings(max_examples=300)
 @given(EVENTS)
+@example(
+    {
+        **_PLAIN_EVENT,
+        "keywords": KEYWORDS_CLASSIC,
+    }
+)
+@example({**_PLAIN_EVENT, "keywords": KEYWORDS_FAILURE})
 def test_json_round_trip_with_nasty_text(rec: dict[str, Any]) -> None:
     line = JSON.render(rec)
     assert "\n" not in line
     back = JSON.parse(line)
+    # Winlogbeat writes the names Windows renders for the audit keywords, and none for
+    # Sysmon's classic bit: those three come back as Winlogbeat ships them.
+    keywords = {
+        KEYWORDS_CLASSIC: None,
+        KEYWORDS_SUCCESS: ["Audit Success"],
+        KEYWORDS_FAILURE: ["Audit Failure"],
+    }.get(rec["keywords"], rec["keywords"])
+    assert back.get("keywords") == keywords
     for key in (
         "host",
-        "keywords",
         "channel",
         "provider",
         "activity_id",
