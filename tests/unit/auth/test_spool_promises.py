@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from services.auth.spool import Spool, SpoolError, SpoolFull
-from tests.unit.auth.spool_testing import Opener, flip, ids, put, record_spans, segments
+from tests.unit.auth.spool_testing import FsyncLog, Opener, flip, ids, put, record_spans, segments
 
 
 @pytest.fixture
@@ -292,8 +292,12 @@ def test_an_intact_spool_reports_nothing_repaired(
     _, nbytes = spool.depth()
     spool.close()
     with caplog.at_level(logging.INFO, logger="services.auth.spool"):
+        began = time.perf_counter()
         spools()
+        took = time.perf_counter() - began
     [opened] = _events(caplog, "spool_open")
+    seconds = opened["seconds"]
+    assert isinstance(seconds, float) and 0 <= seconds <= took  # recovery's time, no clock
     assert {k: opened[k] for k in REPORTED} == {
         "batches": 3,
         "bytes": nbytes,
@@ -492,9 +496,11 @@ def test_a_link_named_like_a_segment_is_never_followed(spools: Opener, tmp_path:
     spool.close()
     link = spools.folder / "seg-00000000000000000002.log"
     link.symlink_to(target)
-    # Only regular files are segments: a link is not read, moved or cut.
+    leftover = spools.folder / "cursor.tmp"
+    leftover.symlink_to(target)
+    # Only regular files are segments or leftovers: a link is not read, moved or cut.
     assert ids(spools().peek(10)) == ["a"]
-    assert link.is_symlink() and target.read_bytes() == before
+    assert link.is_symlink() and leftover.is_symlink() and target.read_bytes() == before
     assert not (spools.folder / "quarantine").exists()
 
 
@@ -504,3 +510,56 @@ def test_readiness_writes_no_probe_while_writes_succeed(spools: Opener, folder: 
     # A probe could not be written here; while writes succeed none is tried.
     (folder / ".ready-probe").mkdir()
     assert spool.is_usable() is None
+
+
+def test_a_copy_of_a_segment_delivers_nothing_twice(spools: Opener, folder: Path) -> None:
+    spool = spools()
+    for bid in "abc":
+        put(spool, bid)
+    spool.close()
+    (seg,) = segments(folder)
+    # Say a backup put back under another name: every record in it was seen already.
+    (folder / "seg-00000000000000000004.log").write_bytes(seg.read_bytes())
+    spool = spools()
+    assert ids(spool.peek(10)) == ["a", "b", "c"]
+    assert put(spool, "d").seq == 4
+
+
+def test_a_leftover_that_vanishes_while_it_is_removed_does_not_stop_start_up(
+    spools: Opener, folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = spools()
+    put(spool, "a")
+    spool.close()
+    (folder / "cursor.tmp").write_bytes(b"half")
+    real_unlink = os.unlink
+
+    def raced(path: Any, *args: Any, **kwargs: Any) -> None:
+        real_unlink(path, *args, **kwargs)
+        if str(path).endswith(".tmp"):
+            raise FileNotFoundError(errno.ENOENT, "No such file or directory")  # gone first
+
+    monkeypatch.setattr(os, "unlink", raced)
+    assert ids(spools().peek(10)) == ["a"]
+
+
+@pytest.mark.parametrize("left", ["a leftover temporary file", "a delivered segment"])
+def test_a_start_up_repair_is_made_durable_with_the_folder(
+    spools: Opener, folder: Path, monkeypatch: pytest.MonkeyPatch, left: str
+) -> None:
+    spool = spools(durability="none", segment_bytes=600)
+    for bid in "abc":
+        put(spool, bid)
+    first, _ = segments(folder)
+    delivered = first.read_bytes()
+    spool.ack(2)
+    spool.close()
+    if left == "a delivered segment":
+        first.write_bytes(delivered)  # its unlink never reached the disk
+    else:
+        (folder / "cursor.tmp").write_bytes(b"half")
+    fsyncs = FsyncLog(folder.parent)
+    monkeypatch.setattr(os, "fsync", fsyncs.fsync)
+    # Whatever the durability: a repair is made once, at start-up, and made to last.
+    assert ids(spools(durability="none").peek(10)) == ["c"]
+    assert fsyncs.take() == ["spool"]
