@@ -821,3 +821,38 @@ def test_a_batch_of_exactly_the_record_limit_passes_and_one_more_is_refused_sayi
         core.handle(_json_request([{}, {}, {}]))
     assert info.value.message == "batch of 3 records exceeds the limit of 2"
     assert len(ingest.sent) == 1
+
+
+class _Deadlines(FakeIngest):
+    def __init__(self) -> None:
+        super().__init__()
+        self.deadlines: list[float] = []
+
+    def forward(self, payload: Payload, deadline: float) -> PushResult:
+        self.deadlines.append(deadline)
+        return super().forward(payload, deadline)
+
+
+def test_a_push_and_its_spooled_delivery_each_get_the_whole_forward_deadline(
+    tmp_path: Path,
+) -> None:
+    ingest = _Deadlines()
+    now = [1000.0]
+    cfg = _cfg(**{"forward.deadline_sec": 7.5})
+    spool = Spool(tmp_path / "spool", 1 << 20, 100)
+    core = AuthCore(
+        cfg, None, MemoryRateLimiter(), ingest, spool, Counts(), lambda: "closed", lambda: now[0]
+    )
+    core.start()
+    try:
+        ingest.fail = Unavailable("down", reason="downstream_unavailable")
+        body = orjson.dumps([{}])
+        core.handle(AuthRequest("http", "r", {}, "application/json", "", body))
+        assert ingest.deadlines[0] == 1007.5
+        now[0] = 2000.0
+        ingest.fail = None
+        assert ingest.delivered.wait(10)
+        # The drainer's attempt, on the clock of its own time.
+        assert ingest.deadlines[-1] == 2007.5
+    finally:
+        core.close()

@@ -563,3 +563,25 @@ def test_a_start_up_repair_is_made_durable_with_the_folder(
     # Whatever the durability: a repair is made once, at start-up, and made to last.
     assert ids(spools(durability="none").peek(10)) == ["c"]
     assert fsyncs.take() == ["spool"]
+
+
+def test_a_delivered_segment_that_vanishes_while_it_is_removed_does_not_stop_start_up(
+    spools: Opener, folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = spools(segment_bytes=600)
+    for bid in "abc":
+        put(spool, bid)
+    first, _ = segments(folder)
+    delivered = first.read_bytes()
+    spool.ack(2)
+    spool.close()
+    first.write_bytes(delivered)  # its unlink never reached the disk
+    real_unlink = os.unlink
+
+    def raced(path: Any, *args: Any, **kwargs: Any) -> None:
+        real_unlink(path, *args, **kwargs)
+        if str(path).endswith(".log"):
+            raise FileNotFoundError(errno.ENOENT, "No such file or directory")  # gone first
+
+    monkeypatch.setattr(os, "unlink", raced)
+    assert ids(spools().peek(10)) == ["c"]
