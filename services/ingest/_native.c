@@ -9,8 +9,10 @@
  *   and Engine.normalise_wire() then turn its records into lines without building a
  *   Python object per field;
  * - Engine.normalise_dicts() takes records that were decoded in Python (CSV, NDJSON);
- * - a record's raw line in RFC 5424 (named or detected) is read by the syslog5424 reader
- *   and merged with the record's fields as normalize.py does (csrc/raw.c);
+ * - a record's raw line in RFC 5424 (named or detected) is read by the syslog5424 reader,
+ *   one in RFC 3164 or an access-log layout (apache_common, apache_combined,
+ *   nginx_access) by the readers of csrc/layouts.c, which also turn its time into the
+ *   stored form, and merged with the record's fields as normalize.py does (csrc/raw.c);
  * - push_request_json() turns a JSON body's records into the serialized PushRequest the
  *   Auth Gateway forwards over gRPC (pb_codec.record_to_pb's mapping, csrc/topb.c);
  * - syslog5424() reads a received RFC 5424 message into the record the syslog5424 format
@@ -50,6 +52,7 @@
 #include "csrc/topb.c"
 #include "csrc/idtable.c"
 #include "csrc/syslog.c"
+#include "csrc/layouts.c"
 #include "csrc/raw.c"
 
 /* ------------------------------------------------------------------ Engine methods */
@@ -80,10 +83,18 @@ run_begin(Run *r, Engine *e, PyObject *ctx)
     }
     e->busy++;
     r->e = e;
-    PyObject *head, *tail, *fmt, *ingest_ts, *named = NULL;
-    if (!PyArg_ParseTuple(ctx, "SSSUOO|U:ctx", &head, &tail, &fmt, &ingest_ts, &r->ts_fn,
-                          &r->slow, &named)) {
+    PyObject *head, *tail, *fmt, *ingest_ts, *named = NULL, *now = NULL;
+    if (!PyArg_ParseTuple(ctx, "SSSUOO|UO!:ctx", &head, &tail, &fmt, &ingest_ts, &r->ts_fn,
+                          &r->slow, &named, &PyLong_Type, &now)) {
         return -1;
+    }
+    if (now != NULL) {
+        int overflow;
+        r->now_ms = PyLong_AsLongLongAndOverflow(now, &overflow);
+        if (r->now_ms == -1 && PyErr_Occurred()) {
+            return -1;
+        }
+        r->has_now = !overflow && r->now_ms >= 0 && r->now_ms < TL_MAX_MS;
     }
     r->head = PyBytes_AS_STRING(head);
     r->head_n = PyBytes_GET_SIZE(head);
@@ -563,7 +574,8 @@ PyInit__native(void)
     }
     NEEDS_ESCAPE['"'] = NEEDS_ESCAPE['\\'] = 1;
     index_key_kinds();
-    if (intern_all() < 0 || syslog_intern() < 0 || PyType_Ready(&EngineType) < 0 ||
+    if (intern_all() < 0 || syslog_intern() < 0 || layouts_intern() < 0 ||
+        PyType_Ready(&EngineType) < 0 ||
         PyType_Ready(&IdTableType) < 0) {
         return NULL;
     }

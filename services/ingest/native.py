@@ -8,8 +8,11 @@ checkout without a compiler still works, on the pure-Python path, only slower.
 stores the same bytes: the C code decides only what it can decide exactly as
 ``normalize.py`` does and hands every other record, value or message back to it. It
 also reads JSON and protobuf bodies itself (``json_batch``/``wire_batch``), so the
-common records never become Python objects, and a record's raw RFC 5424 line (named or
-detected) with the syslog5424 reader below (``csrc/raw.c``).
+common records never become Python objects, and a record's raw line (named or detected)
+when it is RFC 5424 (the syslog5424 reader below), RFC 3164 or an access-log layout
+(``apache_common``, ``apache_combined``, ``nginx_access``; ``csrc/layouts.c``, which
+turns their times into the stored form as ``normalise_ts`` does for the batch's ingest
+time: ``csrc/raw.c``).
 
 For the syslog listener, :func:`syslog5424_parser` gives the C reader of RFC 5424 lines,
 structured data included; :func:`syslog5424_reference` is the same function in Python.
@@ -175,8 +178,8 @@ class NativeNormaliser:
 
 def _shared(ctx: Context, slow: Any) -> tuple[Any, ...] | None:
     """What the C code needs of a batch: the constant parts of each line, the format
-    label, the ingest time, the timestamp parser, the slow path for whole records and
-    the batch's format for raw lines."""
+    label, the ingest time, the timestamp parser, the slow path for whole records, the
+    batch's format for raw lines and the ingest time in epoch ms."""
     try:
         head = b"".join(
             b'"%s":%s,' % (key.encode(), orjson.dumps(ctx.template[key])) for key in _META
@@ -189,7 +192,8 @@ def _shared(ctx: Context, slow: Any) -> tuple[Any, ...] | None:
     except orjson.JSONEncodeError:
         return None
     ts_fn = partial(normalise_ts, now_ms=ctx.ingest_ms)
-    return head, tail, fmt, ctx.ingest_ts, ts_fn, slow, ctx.named_format
+    # ingest_ms last: the "now" of RFC 3164 times read in C, the one ts_fn uses.
+    return head, tail, fmt, ctx.ingest_ts, ts_fn, slow, ctx.named_format, ctx.ingest_ms
 
 
 def _normalised(batch: Batch, result: tuple[Any, ...]) -> NormalisedBatch:

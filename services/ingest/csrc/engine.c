@@ -77,6 +77,10 @@ typedef struct {
     /* The batch's format for raw lines ("" or "auto": detect); NULL: not given. */
     const char *named;
     Py_ssize_t named_n;
+    /* The batch's ingest time in epoch ms, the "now" of RFC 3164 times; has_now 0: not
+     * given (or out of range), and such lines go to Python. */
+    long long now_ms;
+    int has_now;
     PyObject *ts_fn;
     PyObject *slow;
     Py_ssize_t accepted;

@@ -1,20 +1,25 @@
 /*
- * Raw lines the C path reads itself: a record whose `raw` line is RFC 5424, named so (the
- * record's `format`, else the batch's) or detected (no format, or "auto": a line that
- * starts "<PRI>1 " is claimed by syslog5424 first, as winevent_xml needs "<Event ").
+ * Raw lines the C path reads itself: a record whose `raw` line is in a layout read here,
+ * named so (the record's `format`, else the batch's) or detected (no format, or "auto"):
+ * RFC 5424 (csrc/syslog.c), RFC 3164 and the access-log layouts apache_common,
+ * apache_combined and nginx_access (csrc/layouts.c).
  *
  * normalize.py's _from_raw, step by step: the line (trailing CR and LF removed) is read
- * by the syslog5424 reader (csrc/syslog.c) into the format's record, the record's other
- * fields fill what the line leaves open (_merge: an alias counts as set when the line
- * sets any name of its group; raw and format are not copied), `format` is set, and the
- * merged dict takes the dict path (records.c). The level of a "<PRI>" is put in its
- * canonical form here, as canonical_level() gives it (syslog severity PRI mod 8), so the
- * dict path finds it in its table instead of calling level_fn for every line.
+ * by the format's reader into the format's record, the record's other fields fill what
+ * the line leaves open (_merge: an alias counts as set when the line sets any name of
+ * its group; raw and format are not copied), `format` is set, and the merged dict takes
+ * the dict path (records.c). The level is put in its canonical form here, as
+ * canonical_level() gives it (syslog severity PRI mod 8; an access line's level is
+ * already one), so the dict path finds it in its table instead of calling level_fn for
+ * every line. RFC 3164 and access times come out of their readers in the stored form
+ * (csrc/layouts.c, as normalise_ts gives it for the batch's ingest time), so the dict
+ * path takes them as canonical; RFC 5424 times go through the dict path's own check.
  *
- * A line the reader does not take (the format refuses it, or it is not RFC 5424), a raw
- * line over the size guard, a format that is not text, a record the dict path does not
- * take: 0, and the whole record goes to the Python path, which decides and words any
- * error, so a line refused under a given format keeps the format's own message.
+ * A line the reader does not take (the format refuses it, its time is no time, it is not
+ * in the layout), a raw line over the size guard, a format that is not text, a record
+ * the dict path does not take: 0, and the whole record goes to the Python path, which
+ * decides and words any error, so a line refused under a given format keeps the
+ * format's own message.
  *
  * Part of the one translation unit built from ../_native.c, which includes it: every
  * helper stays static and inlinable, and nothing here is exported.
@@ -40,21 +45,67 @@ raw_looks_5424(const char *s, Py_ssize_t n)
     return i > 1 && pri <= 191 && n - i >= 3 && s[i] == '>' && s[i + 1] == '1' && s[i + 2] == ' ';
 }
 
-/* Whether _parse_line reads the line `s` under `name` with syslog5424: named so, or a
- * detected line that looks like RFC 5424. */
 static int
-raw_is_5424(const char *name, Py_ssize_t name_n, const char *s, Py_ssize_t n)
+raw_is(const char *name, Py_ssize_t name_n, const char *text)
 {
-    while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == '\r')) {
-        n--;
+    return name_n == (Py_ssize_t)strlen(text) && memcmp(name, text, (size_t)name_n) == 0;
+}
+
+/* The first byte of a line that detect_format may give an access layout, as far as this
+ * code proves it: a digit (no "dddd/", nginx_error's start), a lower-case letter, ":"
+ * or "-". Every format detection tries before the access layouts needs another start:
+ * "<" (winevent_xml, syslog5424, syslog3164, cef), "{" or white space before it
+ * (winevent_json, json), "[" (apache_error), an upper-case month or "CEF:" (cef). */
+static int
+raw_access_start(const char *s, Py_ssize_t n)
+{
+    unsigned char c = (unsigned char)s[0];
+    if (is_digit(c)) {
+        return !(n > 4 && sl_digits(s, 4) && s[4] == '/');
     }
-    if (name_n == 10 && memcmp(name, "syslog5424", 10) == 0) {
-        return 1;
+    return (c >= 'a' && c <= 'z') || c == ':' || c == '-';
+}
+
+/* The layout detect_format names for a line (formats/__init__.py's _DETECT_ORDER), when
+ * it is one read here; RAW_NONE when it is another or this code cannot tell. An access
+ * line is scanned into *L (*scanned set). apache_combined claims a combined line unless
+ * its body is "0"; no common line is then a combined one; nginx_access claims a
+ * combined line with a "0" body when nginx would have written it. */
+static int
+raw_auto(const char *s, Py_ssize_t n, AccessLine *L, int *scanned)
+{
+    if (n == 0) {
+        return RAW_NONE;
     }
-    if (name_n == 0 || (name_n == 4 && memcmp(name, "auto", 4) == 0)) {
-        return raw_looks_5424(s, n);
+    if (s[0] == '<') {
+        return raw_looks_5424(s, n) ? RAW_5424 : bsd_looks(s, n) ? RAW_3164 : RAW_NONE;
     }
-    return 0;
+    if (!raw_access_start(s, n)) {
+        return RAW_NONE;
+    }
+    *scanned = 1;
+    if (ac_scan(s, n, 1, L)) {
+        return !ac_is(s, L->bytes, "0")     ? RAW_COMBINED
+               : ac_nginx_claims(s, n, L) ? RAW_NGINX
+                                          : RAW_NONE;
+    }
+    return ac_scan(s, n, 0, L) && !ac_is(s, L->bytes, "0") ? RAW_COMMON : RAW_NONE;
+}
+
+/* The layout _parse_line reads the line s[0:n] with under `name`, or RAW_NONE. */
+static int
+raw_layout(const char *name, Py_ssize_t name_n, const char *s, Py_ssize_t n, AccessLine *L,
+           int *scanned)
+{
+    if (name_n == 0 || raw_is(name, name_n, "auto")) {
+        return raw_auto(s, n, L, scanned);
+    }
+    for (int i = 1; i < NRAW; i++) {
+        if (raw_is(name, name_n, RAW_NAMES[i])) {
+            return i;
+        }
+    }
+    return RAW_NONE;
 }
 
 static int
@@ -112,13 +163,8 @@ raw_fill(PyObject *parsed, int groups, PyObject *key, PyObject *value)
 
 /* The merged record on the dict path: `format` set, the level canonical. */
 static int
-raw_emit(Run *r, PyObject *merged, int pri)
+raw_emit(Run *r, PyObject *merged, int layout, const char *level)
 {
-    static PyObject *label;
-    if (label == NULL && (label = PyUnicode_InternFromString("syslog5424")) == NULL) {
-        return -1;
-    }
-    const char *level = SYSLOG_LEVELS[pri % 8];
     int index = -1;
     for (int i = 0; i < NLEVELS; i++) {
         if (strcmp(r->e->level_text[i], level) == 0) {
@@ -128,7 +174,7 @@ raw_emit(Run *r, PyObject *merged, int pri)
     if (index < 0) {
         return 0;
     }
-    if (PyDict_SetItem(merged, K_FORMAT, label) < 0 ||
+    if (PyDict_SetItem(merged, K_FORMAT, RAW_LABELS[layout]) < 0 ||
         PyDict_SetItem(merged, K_LEVEL, PyTuple_GET_ITEM(r->e->level_names, index)) < 0) {
         return -1;
     }
@@ -153,14 +199,40 @@ raw_name(Run *r, PyObject *format, const char **name, Py_ssize_t *name_n)
     return r->named != NULL;
 }
 
-/* The line's record, or NULL: not taken (no error set) or an error (set). */
+/* The line's record, or NULL: not taken (no error set) or an error (set). *layout gets
+ * the format it was read with, *level its canonical level. */
 static PyObject *
-raw_parsed(Run *r, const char *s, Py_ssize_t n, const char *name, Py_ssize_t name_n, int *pri)
+raw_parsed(Run *r, const char *s, Py_ssize_t n, const char *name, Py_ssize_t name_n,
+           int *layout, const char **level)
 {
-    if (!raw_is_5424(name, name_n, s, n)) {
-        return NULL;
+    while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == '\r')) {
+        n--;
     }
-    PyObject *parsed = sl_parse(s, n, pri);
+    AccessLine L;
+    int scanned = 0, pri = 0;
+    PyObject *parsed = NULL;
+    *layout = raw_layout(name, name_n, s, n, &L, &scanned);
+    switch (*layout) {
+    case RAW_5424:
+        parsed = sl_parse(s, n, &pri);
+        *level = SYSLOG_LEVELS[pri % 8];
+        break;
+    case RAW_3164:
+        if (r->has_now && utf8_valid(s, n)) {
+            parsed = bsd_parse(s, n, r->now_ms, &pri);
+            *level = SYSLOG_LEVELS[pri % 8];
+        }
+        break;
+    case RAW_COMMON:
+    case RAW_COMBINED:
+    case RAW_NGINX:
+        if (utf8_valid(s, n) && (scanned || ac_scan(s, n, *layout != RAW_COMMON, &L))) {
+            parsed = ac_record(s, &L, *layout != RAW_COMMON, level);
+        }
+        break;
+    default:
+        break;
+    }
     if (parsed == Py_None) {
         Py_CLEAR(parsed);
     }
@@ -183,8 +255,9 @@ dict_raw_record(Run *r, PyObject *rec)
         return 0;
     }
     Py_INCREF(raw); /* its text is read while the record may change */
-    int pri = 0, rc;
-    PyObject *parsed = raw_parsed(r, s, n, name, name_n, &pri);
+    int layout, rc;
+    const char *level = NULL;
+    PyObject *parsed = raw_parsed(r, s, n, name, name_n, &layout, &level);
     if (parsed == NULL) {
         rc = PyErr_Occurred() ? -1 : 0;
     }
@@ -198,7 +271,7 @@ dict_raw_record(Run *r, PyObject *rec)
                 rc = PyUnicode_CheckExact(key) ? raw_fill(parsed, groups, key, value) : 0;
             }
         }
-        rc = rc == 1 ? raw_emit(r, parsed, pri) : rc;
+        rc = rc == 1 ? raw_emit(r, parsed, layout, level) : rc;
         Py_DECREF(parsed);
     }
     Py_DECREF(raw);
@@ -255,8 +328,9 @@ flat_raw_record(Run *r, const Flat *f)
              name == NULL) {
         return 0;
     }
-    int pri = 0;
-    PyObject *parsed = raw_parsed(r, raw->text.p, raw->text.n, name, name_n, &pri);
+    int layout;
+    const char *level = NULL;
+    PyObject *parsed = raw_parsed(r, raw->text.p, raw->text.n, name, name_n, &layout, &level);
     if (parsed == NULL) {
         return PyErr_Occurred() ? -1 : 0;
     }
@@ -274,7 +348,7 @@ flat_raw_record(Run *r, const Flat *f)
         rc = raw_fill_value(r, parsed, groups, key, &f->extra[i].value);
         Py_XDECREF(key);
     }
-    rc = rc == 1 ? raw_emit(r, parsed, pri) : rc;
+    rc = rc == 1 ? raw_emit(r, parsed, layout, level) : rc;
     Py_DECREF(parsed);
     return rc;
 }
