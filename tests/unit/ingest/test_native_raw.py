@@ -243,7 +243,8 @@ def test_emitter_lines_named_or_detected_stay_in_c() -> None:
 
 def test_other_lines_go_to_python() -> None:
     assert handed_to_python([{"raw": line.decode()} for line in EMITTED], "text") == len(EMITTED)
-    assert handed_to_python([{"raw": "<14>Mar  2 04:05:06 h a: m"}]) == 1
+    # RFC 3164 with an unpadded day is no format read in C (test_native_raw_layouts.py).
+    assert handed_to_python([{"raw": "<14>Mar 2 04:05:06 h a: m"}]) == 1
     aliases: list[Any] = [{"raw": line.decode(), "timestamp": "x", "lvl": "y"} for line in EMITTED]
     assert handed_to_python(aliases) == 0
     refused: list[Any] = [{"raw": '<14>1 - h a p m [a b="c"][a d="e"]', "format": "syslog5424"}]
