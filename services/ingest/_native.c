@@ -16,7 +16,8 @@
  * - push_request_json() turns a JSON body's records into the serialized PushRequest the
  *   Auth Gateway forwards over gRPC (pb_codec.record_to_pb's mapping, csrc/topb.c);
  * - syslog5424() reads a received RFC 5424 message into the record the syslog5424 format
- *   parses from it, structured data included, for the syslog listener, and
+ *   parses from it, structured data included, for the syslog listener, syslog3164() an
+ *   RFC 3164 one (csrc/layouts.c), and
  *   octet_frames() cuts the common frames of an octet-counted stream.
  *
  * A record off the common path (a raw line, an alias standing in for ts/level/msg, a
@@ -532,6 +533,8 @@ static PyMethodDef module_methods[] = {
     {"syslog5424", syslog5424, METH_O,
      "syslog5424(frame) -> the syslog5424 record of an RFC 5424 line, or None when the format "
      "refuses it"},
+    {"syslog3164", syslog3164, METH_O,
+     "syslog3164(frame) -> the syslog3164 record of a line detected as RFC 3164, or None"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -15,7 +15,9 @@ turns their times into the stored form as ``normalise_ts`` does for the batch's 
 time: ``csrc/raw.c``).
 
 For the syslog listener, :func:`syslog5424_parser` gives the C reader of RFC 5424 lines,
-structured data included; :func:`syslog5424_reference` is the same function in Python.
+structured data included, and :func:`syslog3164_parser` the one of lines detected as RFC
+3164; :func:`syslog5424_reference` and :func:`syslog3164_reference` are the same
+functions in Python.
 :func:`octet_frames_fn` gives the C cutter of octet-counted frames
 (``framing.octet_prefix`` in Python).
 """
@@ -29,7 +31,7 @@ from typing import Any
 
 import orjson
 
-from emitters.formats import FORMATS, FormatError
+from emitters.formats import FORMATS, FormatError, detect_format
 from services.common.codecs import load_record
 from services.common.config import PiiConfig
 from services.common.model import Batch, MissingCounts, Record, Rejection
@@ -74,6 +76,15 @@ def syslog5424_parser() -> Callable[[bytes], Record | None] | None:
     return parser
 
 
+def syslog3164_parser() -> Callable[[bytes], Record | None] | None:
+    """``_native.syslog3164`` when the extension is built (see
+    :func:`syslog3164_reference`), else None."""
+    if _native is None:
+        return None
+    parser: Callable[[bytes], Record | None] = _native.syslog3164
+    return parser
+
+
 def octet_frames_fn() -> Callable[[bytes, int, int], tuple[list[bytes], int]] | None:
     """``_native.octet_frames`` when the extension is built (the Python reference is
     ``framing.octet_prefix``), else None."""
@@ -95,6 +106,20 @@ def syslog5424_reference(frame: bytes) -> Record | None:
         return FORMATS["syslog5424"].parse(line)
     except FormatError:
         return None
+
+
+def syslog3164_reference(frame: bytes) -> Record | None:
+    """What ``_native.syslog3164`` gives, in Python: the record the ``syslog3164`` format
+    parses from a received message (strict UTF-8, trailing CR and LF removed) that
+    detection reads as RFC 3164; None for any other, which the listener then detects and
+    parses as before."""
+    try:
+        line = frame.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError:
+        return None
+    if detect_format(line) != "syslog3164":
+        return None
+    return FORMATS["syslog3164"].parse(line)
 
 
 def scan_wire(body: bytes, request: bool) -> tuple[str, str, str, str, int] | None:

@@ -618,9 +618,9 @@ bsd_looks(const char *s, Py_ssize_t n)
            !(n - h.end >= 4 && memcmp(s + h.end, "CEF:", 4) == 0);
 }
 
-/* The record Syslog3164Format.parse gives, ts in its stored form for now_ms: a new dict,
- * Py_None when the format refuses the line or its time is no time, NULL with an error.
- * *pri gets the PRI. */
+/* The record Syslog3164Format.parse gives, ts in its stored form for now_ms (as written
+ * when now_ms < 0): a new dict, Py_None when the format refuses the line or its time is
+ * no time, NULL with an error. *pri gets the PRI. */
 static PyObject *
 bsd_parse(const char *s, Py_ssize_t n, long long now_ms, int *pri)
 {
@@ -628,7 +628,7 @@ bsd_parse(const char *s, Py_ssize_t n, long long now_ms, int *pri)
     if (!bsd_head(s, n, &h) || h.pri > 191) {
         return Py_NewRef(Py_None);
     }
-    PyObject *ts = tl_3164(s + h.ts, now_ms);
+    PyObject *ts = now_ms < 0 ? sl_ascii(s + h.ts, 15) : tl_3164(s + h.ts, now_ms);
     if (ts == NULL || ts == Py_None) {
         return ts;
     }
@@ -683,4 +683,35 @@ bsd_parse(const char *s, Py_ssize_t n, long long now_ms, int *pri)
         Py_CLEAR(rec);
     }
     return rec;
+}
+
+/*
+ * syslog3164(frame) reads one received syslog message (any bytes-like object) into the record
+ * that emitters/formats/syslog3164.py's parse() gives for it (ts and level as written),
+ * when formats.detect_format names syslog3164 for it: the head matches, PRI is at most
+ * 191 and no CEF event follows it (before 3164, detection tries winevent_xml, which needs
+ * "<Event", syslog5424, which needs "<PRI>1 ", and cef, which needs "CEF:" and a digit
+ * there). Anything else, or bytes that are not strict UTF-8, give None, and the listener
+ * reads the message in Python. services/ingest/native.py's syslog3164_reference() is the
+ * same function in Python; tests/unit/ingest/test_native_raw_layouts.py holds both to
+ * the same result.
+ */
+static PyObject *
+syslog3164(PyObject *self, PyObject *arg)
+{
+    (void)self;
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    const char *s = view.buf;
+    Py_ssize_t n = view.len;
+    while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == '\r')) {
+        n--;
+    }
+    int pri;
+    PyObject *out = bsd_looks(s, n) && utf8_valid(s, n) ? bsd_parse(s, n, -1, &pri)
+                                                         : Py_NewRef(Py_None);
+    PyBuffer_Release(&view);
+    return out;
 }

@@ -13,9 +13,10 @@ that ``host`` (tested).
 An RFC 5424 message (``loggen``'s, most relays', the emitters' with their structured
 data) is read by the C extension straight from its bytes, into the record the
 ``syslog5424`` format parses from it (:func:`services.ingest.native.syslog5424_parser`;
-no other format claims a line that starts ``<PRI>1 ``); every other message, one the
-format refuses, and every message when the extension is not built, is decoded, detected
-and parsed in Python.
+no other format claims a line that starts ``<PRI>1 ``), and an RFC 3164 one that
+detection reads as ``syslog3164`` likewise (:func:`services.ingest.native.syslog3164_parser`);
+every other message, one the format refuses, and every message when the extension is not
+built, is decoded, detected and parsed in Python.
 
 Timestamps and levels are put in canonical form here with the core's own functions
 (``normalise_ts``, ``canonical_level``), remembered for the batch: a sender writes the same
@@ -34,7 +35,7 @@ from typing import Any
 from emitters.formats import FORMATS, FormatError, detect_format
 from services.common.model import Record
 from services.ingest.levels import canonical_level
-from services.ingest.native import syslog5424_parser
+from services.ingest.native import syslog3164_parser, syslog5424_parser
 from services.ingest.syslog.handoff import Item
 from services.ingest.timeparse import normalise_ts
 
@@ -56,6 +57,7 @@ class RecordBuilder:
         self._detect: Detect = detect_format
         self._parsers: dict[str, Parse] = {name: fmt.parse for name, fmt in FORMATS.items()}
         self._fast: Fast | None = syslog5424_parser() if native else None
+        self._fast3164: Fast | None = syslog3164_parser() if native else None
 
     def records(self, items: list[Item]) -> list[Record | None]:
         out: list[Record | None] = []
@@ -76,15 +78,20 @@ class RecordBuilder:
         out: list[Record | None] = []
         taken: list[Record] = []
         left: list[tuple[int, str]] = []
+        fast3164 = self._fast3164
         for frame in frames:
             rec = fast(frame)
+            name = FAST_FORMAT
+            if rec is None and fast3164 is not None:
+                rec = fast3164(frame)
+                name = "syslog3164"
             if rec is None:
                 left.append((len(out), frame.decode("utf-8", "replace")))
                 out.append(None)
                 continue
             if "host" not in rec:
                 rec["host"] = host
-            rec["format"] = FAST_FORMAT
+            rec["format"] = name
             out.append(rec)
             taken.append(rec)
         _canonicalise(taken, canon)

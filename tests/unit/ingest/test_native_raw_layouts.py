@@ -8,11 +8,14 @@ format refuses, a time ``normalise_ts`` does not read and a line whose detection
 prove go to Python. Each test puts the same records through ``make_normaliser(native=
 True)`` and the reference ``native=False`` (record dicts, JSON bodies, protobuf bodies);
 some also count the records handed to Python, so that a C path which takes nothing
-cannot pass. ``make sanitize`` runs this module under ASan and UBSan.
+cannot pass. The syslog listener's reader of RFC 3164 messages (``_native.syslog3164``)
+is held to its Python reference and to the listener's Python path the same way. ``make
+sanitize`` runs this module under ASan and UBSan.
 """
 
 from __future__ import annotations
 
+import ctypes
 import random
 from typing import Any
 
@@ -26,9 +29,10 @@ from emitters.content import ContentOptions
 from emitters.formats import FORMATS, detect_format, get_format
 from emitters.source import Accounting, EventSource
 from services.common.config import PiiConfig
-from services.common.model import Batch
+from services.common.model import Batch, Record
 from services.ingest import native
 from services.ingest.normalize import Normaliser
+from services.ingest.syslog.records import RecordBuilder
 from services.ingest.timeparse import normalise_ts
 from tests.unit.ingest.native_strategies import INGEST_MS, INGEST_TIMES, SIMPLE_REC
 from tests.unit.ingest.test_native_equivalence import (
@@ -325,6 +329,8 @@ ACCESS_TIMES = [
     ("31/Dec/1969:22:59:59 -0100", None),
     ("31/Dec/9999:23:59:59 +0000", "9999-12-31T23:59:59.000Z"),
     ("31/Dec/9999:23:30:00 -0100", None),
+    ("31/Dec/9999:22:59:59 -0100", "9999-12-31T23:59:59.000Z"),
+    ("31/Dec/9999:23:00:00 -0100", None),  # 10000-01-01T00:00:00Z exactly
     ("01/Jan/0001:00:00:00 +0000", None),
     ("01/Jan/0000:00:00:00 +0000", None),
     ("00/Jan/2024:00:00:00 +0000", None),
@@ -586,6 +592,8 @@ LEFT_ACCESS_NAMED = [
     '1.2.3.4 - - [10/Oct/2000:13:55:76 -0700] "GET /x" 200 5',
     '1.2.3.4  - [10/Oct/2000:13:55:36 -0700] "GET /x" 200 5',
     '1.2.3.4 - a\rb [10/Oct/2000:13:55:36 -0700] "GET /x" 200 5',
+    '1.2.3.4 - a\nb [10/Oct/2000:13:55:36 -0700] "GET /x" 200 5',
+    '1.2.3.4\n - - [10/Oct/2000:13:55:36 -0700] "GET /x" 200 5',
     '1.2.3.4 - - [10/Oct/2000:13:55:36 -0700] "GET /x\n" 200 5',
     '1.2.3.4 - - [10/Oct/2000:13:55:36 -0700] "GET /x\\\r" 200 5',
     '1.2.3.4 - - [10/Oct/2000:13:55:36 -0700] "GET /x" 200 5 "r"',
@@ -653,3 +661,78 @@ def test_random_emitted_batches_match() -> None:
         run_dict_batch(Batch(records=records, batch_id="b"), PiiConfig(), INGEST_MS)
         body = orjson.dumps({"batch_id": "b", "format": name, "records": records})
         assert_same_json(body, {}, PiiConfig())
+
+
+# --- the syslog listener's RFC 3164 messages -------------------------------------------
+
+
+def _exact(data: bytes) -> Any:
+    """``data`` in a buffer of its own size (bytes objects carry a spare NUL byte)."""
+    return (ctypes.c_char * len(data)).from_buffer_copy(data)
+
+
+def same_3164(frame: bytes) -> Record | None:
+    """The C record for a received ``frame``, after checking it against the reference."""
+    parser = native.syslog3164_parser()
+    assert parser is not None
+    ours = parser(_exact(frame))
+    ref = native.syslog3164_reference(frame)
+    if ref is None:
+        assert ours is None, frame
+        return None
+    assert ours is not None, frame
+    assert list(ours.items()) == list(ref.items()), frame
+    assert [type(v) for v in ours.values()] == [type(v) for v in ref.values()], frame
+    return ours
+
+
+@st.composite
+def bsd_frames(draw: st.DrawFn) -> bytes:
+    line = draw(st.one_of(bsd_lines(), mutated(), st.sampled_from(EMITTED["syslog3164"])))
+    data = line.encode("utf-8", "surrogatepass")
+    tail = draw(st.sampled_from([b"", b"\n", b"\r\n", b"\xff", b"\xc3", b"\xed\xa0\x80"]))
+    return data + tail
+
+
+@examples(400)
+@given(frame=st.one_of(bsd_frames(), st.binary(max_size=40)))
+def test_received_3164_messages_are_read_as_the_format_reads_them(frame: bytes) -> None:
+    same_3164(frame)
+
+
+@pytest.mark.parametrize("line", [line for line, _ in TAKEN_BSD])
+def test_received_3164_lines_taken_in_c(line: str) -> None:
+    rec = same_3164(line.encode() + b"\n")
+    assert rec is not None and rec["ts"] == line[line.index(">") + 1 :][:15]
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        *(line.encode() for line in LEFT_BSD[:-1]),  # not the 30 February: read, time and all
+        b"<38>Mar  2 04:05:06 h CEF:0|a|b|c|d|e|f|",
+        b"<38>Mar  2 04:05:06 h CEF:x",
+        b"<38>Mar  2 04:05:06 h t: \xff",
+        b"<38>1 2024-03-12T14:05:09Z h a p m - x",
+    ],
+)
+def test_received_messages_left_to_python(frame: bytes) -> None:
+    assert same_3164(frame) is None
+
+
+@examples(200)
+@given(st.lists(st.one_of(bsd_frames(), st.sampled_from(ALL_EMITTED).map(str.encode)), max_size=20))
+def test_the_listener_stores_3164_lines_as_without_the_c_path(frames: list[bytes]) -> None:
+    frames = [f for f in frames if f]
+    items = [("192.0.2.7", "tcp", frames)]
+    fast = RecordBuilder(native=True).records(items)
+    slow = RecordBuilder(native=False).records(items)
+    assert [None if r is None else list(r.items()) for r in fast] == [
+        None if r is None else list(r.items()) for r in slow
+    ]
+    normaliser = native.make_normaliser(PiiConfig(), 256 * 1024)
+    stored = [
+        normaliser.normalise_batch(Batch(records=recs, batch_id="b", emitter="syslog"), 10**12)
+        for recs in (fast, slow)
+    ]
+    assert stored[0].data == stored[1].data
