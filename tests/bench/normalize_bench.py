@@ -141,6 +141,8 @@ def _cases(count: int) -> dict[str, Callable[[], list[Batch]]]:
         "raw logfmt": lambda: raw_batches(count, "logfmt"),
         **{f"emitted {name}": partial(emitted_batches, count, name) for name in EMITTED},
         "detected 5424": lambda: emitted_batches(count, "syslog5424", named=False),
+        "detected 3164": lambda: emitted_batches(count, "syslog3164", named=False),
+        "detected apache_combined": lambda: emitted_batches(count, "apache_combined", named=False),
     }
 
 

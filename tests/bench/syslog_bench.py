@@ -15,7 +15,10 @@ exit code is non-zero only when a receiver or loggen could not be run.
 element our emitters write, ``[logops@32473 run_id=".." stream=".." seq=".."]``, and
 an ``origin`` one), which the listener reads on another path than loggen's ``-``; LF
 framed, since loggen's octet count leaves the structured data out (so the listener alone:
-syslog-ng's source here reads octet-counted frames).
+syslog-ng's source here reads octet-counted frames). ``--bsd`` is loggen's BSD-style
+stream, whose RFC 3339 times make it the lenient ``syslog`` format's; ``--rfc3164`` sends
+real RFC 3164 lines instead (util-linux ``logger --rfc3164 --tcp``, one process per
+connection, LF framed; the listener alone).
 
 Run with ``python -m tests.bench.syslog_bench [--messages N] [--connections C]``.
 """
@@ -113,6 +116,39 @@ def run_loggen(
         return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
 
 
+class _Senders:
+    """Several sender processes, done when all are (``poll`` as ``Popen.poll``)."""
+
+    def __init__(self, procs: list[subprocess.Popen[bytes]]) -> None:
+        self.procs = procs
+
+    def poll(self) -> int | None:
+        codes = [p.poll() for p in self.procs]
+        return None if None in codes else max(c or 0 for c in codes)
+
+
+# RFC 3164 message texts as sshd writes them (the emitters' syslog3164 sample).
+_BSD_TEXT = "Accepted publickey for alice from 192.0.2.44 port 50022 ssh2: ED25519 SHA256:"
+
+
+def run_logger(port: int, messages: int, connections: int, size: int, log: Path) -> _Senders:
+    """util-linux ``logger --rfc3164 --tcp`` per connection, each sending ``messages``
+    lines of a file: real RFC 3164 lines (``<38>Mar  2 04:05:06 host sshd[pid]: ...``),
+    LF framed, about ``size`` bytes each."""
+    body = log.with_suffix(".txt")
+    text = (_BSD_TEXT + "x" * size)[: max(size - 40, 20)]
+    with body.open("w") as f:
+        for i in range(messages):
+            f.write(f"{text} {i:010d}\n")
+    cmd = ["logger", "--rfc3164", "--tcp", "-n", "127.0.0.1", "-P", str(port)]
+    cmd += ["-t", "sshd", "--id=4412", "-p", "auth.info", "-f", str(body)]
+    with log.open("wb") as out:
+        procs = [
+            subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT) for _ in range(connections)
+        ]
+    return _Senders(procs)
+
+
 def loggen_counts(text: str) -> tuple[int | None, float | None]:
     """(messages sent, average rate) from loggen's final line."""
     match = re.search(r"average rate = ([\d.]+) msg/sec, count=(\d+)", text)
@@ -129,7 +165,10 @@ def measure(
     others.begin()
     cpu0, started = cpu_seconds(pid), time.monotonic()
     sdata = EMITTER_SDATA if args.sdata == "emitter" else args.sdata
-    loggen = run_loggen(port, args.messages, args.connections, args.size, log, args.bsd, sdata)
+    if args.rfc3164:
+        loggen: Any = run_logger(port, args.messages, args.connections, args.size, log)
+    else:
+        loggen = run_loggen(port, args.messages, args.connections, args.size, log, args.bsd, sdata)
     expected = args.messages * args.connections
     last, last_change = count(), time.monotonic()
     while True:
@@ -258,6 +297,11 @@ def main(argv: list[str] | None = None) -> int:
         "--bsd", action="store_true", help="loggen's BSD-style lines, LF framed (no syslog-ng)"
     )
     p.add_argument(
+        "--rfc3164",
+        action="store_true",
+        help="util-linux logger's RFC 3164 lines instead of loggen, LF framed (no syslog-ng)",
+    )
+    p.add_argument(
         "--sdata", default="", help='structured data for every message ("emitter": ours)'
     )
     p.add_argument("--no-syslog-ng", action="store_true")
@@ -267,12 +311,13 @@ def main(argv: list[str] | None = None) -> int:
         # loggen pads to --size and mangles lines shorter than its template with the SD.
         args.size = max(args.size, 400)
     # syslog-ng's syslog() source here takes octet counting only: the listener alone.
-    args.no_syslog_ng = args.no_syslog_ng or bool(args.sdata and not args.bsd)
+    args.no_syslog_ng = args.no_syslog_ng or bool(args.sdata and not args.bsd) or args.rfc3164
     missing = available()
     if missing:
         print(f"syslog bench skipped: {missing}")
         return 1
     proto = "BSD-style, LF framing" if args.bsd else "RFC 5424, octet counting"
+    proto = "logger --rfc3164 instead: RFC 3164, LF framing" if args.rfc3164 else proto
     proto += f", LF framing, structured data {args.sdata}" if args.sdata and not args.bsd else ""
     print(
         f"syslog listener vs syslog-ng: loggen over TCP ({proto}), {args.connections} "

@@ -669,10 +669,10 @@ bsd_parse(const char *s, Py_ssize_t n, long long now_ms, int *pri)
     if (end > 0) {
         rc = sl_put(rec, SL_SERVICE, sl_ascii(s + start, j - start));
         if (rc == 0 && pid_n > 0) {
-            /* An int when it is digits and shorter than 19, else the text ("-" too). */
-            rc = pid_n < 19 && sl_digits(s + pid, (int)pid_n)
-                     ? sl_put_field(rec, SL_PID, s + pid, pid_n, 1)
-                     : sl_put(rec, SL_PID, sl_ascii(s + pid, pid_n));
+            /* As RFC 5424's PROCID (an int when it is 1 to 18 digits, else the text), but
+             * "-" is a pid here too. */
+            rc = pid_n == 1 && s[pid] == '-' ? sl_put(rec, SL_PID, sl_ascii(s + pid, 1))
+                                             : sl_put_field(rec, SL_PID, s + pid, pid_n, 1);
         }
         start = end < n && s[end] == ' ' ? end + 1 : end;
     }

@@ -144,7 +144,9 @@ REQUESTS = st.sampled_from(
     ]
 )
 STATUSES = st.sampled_from(["200", "404", "500", "599", "600", "499", "000", "-", "20", "2000"])
-BODIES = st.sampled_from(["0", "-", "1", "2326", "007", "9999999999999999999", "99999999999999999999"])
+BODIES = st.sampled_from(
+    ["0", "-", "1", "2326", "007", "9999999999999999999", "99999999999999999999"]
+)
 QUOTED = st.sampled_from(["-", "", "http://x/", 'a\\"b', "Mozilla/5.0 (X11)", "\\xE9", "\\q", "é"])
 
 
@@ -252,7 +254,9 @@ BATCH_FORMATS = st.sampled_from(["", "auto", *LAYOUTS, "text"])
 def test_raw_dict_records_are_byte_identical(
     records: list[Any], default_format: str, ingest_ms: int, pii: PiiConfig
 ) -> None:
-    batch = Batch(records=records, batch_id="b-1", run_id="batch-run", default_format=default_format)
+    batch = Batch(
+        records=records, batch_id="b-1", run_id="batch-run", default_format=default_format
+    )
     run_dict_batch(batch, pii, ingest_ms)
 
 
@@ -515,7 +519,11 @@ TAKEN_ACCESS = [
         "apache_common",
         {"msg": "G@T / HTTP/1.1", "bytes": 9999999999999999999},
     ),
-    ('a\\x41é b u [10/Oct/2000:13:55:36 -0700] "GET /" 200 1', "apache_common", {"client_ip": "aAé"}),
+    (
+        'a\\x41é b u [10/Oct/2000:13:55:36 -0700] "GET /" 200 1',
+        "apache_common",
+        {"client_ip": "aAé"},
+    ),
     (
         'a - - [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.1" 200 0 "-" "-"',
         "nginx_access",
