@@ -459,6 +459,13 @@ ac_is(const char *s, Cut c, const char *text)
     return c.n == k && memcmp(s + c.p, text, (size_t)k) == 0;
 }
 
+/* A hex digit as nginx writes one: [0-9A-F]. */
+static int
+ac_upper_hex(char c)
+{
+    return is_digit((unsigned char)c) || tl_in(c, 'A', 'F');
+}
+
 /* nginx_access's _claims: ident "-", a body of digits, no backslash but \xHH (upper). */
 static int
 ac_nginx_claims(const char *s, Py_ssize_t n, const AccessLine *L)
@@ -468,8 +475,7 @@ ac_nginx_claims(const char *s, Py_ssize_t n, const AccessLine *L)
     }
     for (const char *p = memchr(s, '\\', (size_t)n); p != NULL;
          p = memchr(p + 1, '\\', (size_t)(s + n - p - 1))) {
-        if (s + n - p < 4 || p[1] != 'x' || !(is_digit((unsigned char)p[2]) || tl_in(p[2], 'A', 'F')) ||
-            !(is_digit((unsigned char)p[3]) || tl_in(p[3], 'A', 'F'))) {
+        if (s + n - p < 4 || p[1] != 'x' || !ac_upper_hex(p[2]) || !ac_upper_hex(p[3])) {
             return 0;
         }
     }
@@ -570,6 +576,20 @@ typedef struct {
     Py_ssize_t end;           /* after the space that ends the head */
 } BsdHead;
 
+/* `Mmm dd HH:MM:SS` at t[0:15] (TS_3164: the day padded with a space, never a zero). */
+static int
+bsd_time(const char *t)
+{
+    int day = (t[4] == ' ' && tl_in(t[5], '1', '9')) ||
+              (tl_in(t[4], '1', '2') && is_digit((unsigned char)t[5])) ||
+              (t[4] == '3' && tl_in(t[5], '0', '1'));
+    int hour = tl_in(t[7], '0', '1') ? is_digit((unsigned char)t[8])
+                                     : t[7] == '2' && tl_in(t[8], '0', '3');
+    return tl_month(t) && t[3] == ' ' && day && t[6] == ' ' && hour && t[9] == ':' &&
+           tl_in(t[10], '0', '5') && is_digit((unsigned char)t[11]) && t[12] == ':' &&
+           tl_in(t[13], '0', '5') && is_digit((unsigned char)t[14]);
+}
+
 /* `<PRI>Mmm dd HH:MM:SS HOSTNAME ` at the start (syslog3164's _HEAD): 1, else 0. The PRI
  * may be over 191 here; the format refuses it later. */
 static int
@@ -587,14 +607,8 @@ bsd_head(const char *s, Py_ssize_t n, BsdHead *h)
     if (i == 1 || i > 4 || (s[1] == '0' && i > 2) || i >= n || s[i] != '>') {
         return 0;
     }
-    const char *t = s + i + 1;
     h->ts = i + 1;
-    if (n - h->ts < 17 || !tl_month(t) || t[3] != ' ' ||
-        !((t[4] == ' ' && tl_in(t[5], '1', '9')) || (tl_in(t[4], '1', '2') && is_digit((unsigned char)t[5])) ||
-          (t[4] == '3' && tl_in(t[5], '0', '1'))) ||
-        t[6] != ' ' || !(tl_in(t[7], '0', '1') ? is_digit((unsigned char)t[8]) : t[7] == '2' && tl_in(t[8], '0', '3')) ||
-        t[9] != ':' || !tl_in(t[10], '0', '5') || !is_digit((unsigned char)t[11]) || t[12] != ':' ||
-        !tl_in(t[13], '0', '5') || !is_digit((unsigned char)t[14]) || t[15] != ' ') {
+    if (n - h->ts < 17 || !bsd_time(s + h->ts) || s[h->ts + 15] != ' ') {
         return 0;
     }
     Py_ssize_t j = h->host = h->ts + 16;
