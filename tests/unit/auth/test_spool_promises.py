@@ -585,3 +585,12 @@ def test_a_delivered_segment_that_vanishes_while_it_is_removed_does_not_stop_sta
 
     monkeypatch.setattr(os, "unlink", raced)
     assert ids(spools().peek(10)) == ["c"]
+
+
+def test_a_spool_folder_is_made_with_the_folders_above_it(tmp_path: Path) -> None:
+    deep = Opener(tmp_path / "var" / "lib" / "logops" / "spool")
+    try:
+        put(deep(), "a")
+        assert ids(deep().peek(10)) == ["a"]
+    finally:
+        deep.close_all()
