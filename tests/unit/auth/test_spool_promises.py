@@ -506,10 +506,19 @@ def test_a_link_named_like_a_segment_is_never_followed(spools: Opener, tmp_path:
 
 def test_readiness_writes_no_probe_while_writes_succeed(spools: Opener, folder: Path) -> None:
     spool = spools()
-    put(spool, "a")
-    # A probe could not be written here; while writes succeed none is tried.
+    # A probe could not be written here; until a write fails none is tried.
     (folder / ".ready-probe").mkdir()
     assert spool.is_usable() is None
+    put(spool, "a")
+    assert spool.is_usable() is None
+
+
+def test_a_spool_that_cannot_open_says_why(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_bytes(b"")
+    with pytest.raises(SpoolError) as refused:
+        Spool(blocker / "spool", 1000, 10).open()
+    assert refused.value.message == "cannot open the spool: Not a directory"
 
 
 def test_a_copy_of_a_segment_delivers_nothing_twice(spools: Opener, folder: Path) -> None:
