@@ -62,7 +62,7 @@ def test_none_mode_never_fsyncs(make_sink: SinkFactory, sink_dir: Path) -> None:
 
 
 def test_unknown_durability_is_refused(sink_dir: Path) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^sink durability must be one of batch, interval, none$"):
         NdjsonSink(SinkConfig(dir=str(sink_dir), durability="sometimes"))
 
 
