@@ -603,3 +603,13 @@ def test_a_spool_folder_is_made_with_the_folders_above_it(tmp_path: Path) -> Non
         assert ids(deep().peek(10)) == ["a"]
     finally:
         deep.close_all()
+
+
+def test_a_spool_set_up_wrong_is_refused_naming_what_is_wrong(folder: Path) -> None:
+    with pytest.raises(ValueError) as wrong:
+        Spool(folder, 1000, 10, durability="sometimes")
+    assert str(wrong.value) == "spool durability must be one of batch, interval, none"
+    for max_bytes, max_batches in ((0, 10), (1000, 0)):
+        with pytest.raises(ValueError) as wrong:
+            Spool(folder, max_bytes, max_batches)
+        assert str(wrong.value) == "spool bounds must be positive"
