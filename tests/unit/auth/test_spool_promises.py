@@ -613,3 +613,10 @@ def test_a_spool_set_up_wrong_is_refused_naming_what_is_wrong(folder: Path) -> N
         with pytest.raises(ValueError) as wrong:
             Spool(folder, max_bytes, max_batches)
         assert str(wrong.value) == "spool bounds must be positive"
+    smallest = Spool(folder, 1, 1)  # positive, if of little use: every batch is too big
+    smallest.open()
+    try:
+        with pytest.raises(SpoolFull):
+            put(smallest, "a")
+    finally:
+        smallest.close()
