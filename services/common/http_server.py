@@ -108,6 +108,9 @@ def connection_cap(wanted: int) -> int:
     return cap
 
 
+RECV_BYTES = 64 * 1024
+
+
 class HttpServer:
     def __init__(
         self,
@@ -143,6 +146,10 @@ class HttpServer:
             # Our channel enforces its deadlines; waitress's own check runs each second.
             channel_timeout=connections.idle_timeout_sec,
             cleanup_interval=1,
+            # waitress reads 8 KiB a turn of its loop: a 200 KB batch took 25 turns, each
+            # waiting for the GIL. 64 KiB (below malloc's mmap threshold) cut the CPU of
+            # both gateways on http->auth->http by about a fifth (tests/bench/README.md).
+            recv_bytes=RECV_BYTES,
             asyncore_use_poll=True,
             ident="logops",
             clear_untrusted_proxy_headers=True,

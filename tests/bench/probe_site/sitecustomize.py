@@ -88,9 +88,9 @@ def _knobs() -> None:
 
         sys.setswitchinterval(float(os.environ["LOGOPS_PROBE_SWITCH"]))
     if env("LOGOPS_PROBE_RECV"):
-        import waitress.adjustments
+        from services.common import http_server
 
-        waitress.adjustments.Adjustments.recv_bytes = int(os.environ["LOGOPS_PROBE_RECV"])
+        http_server.RECV_BYTES = int(os.environ["LOGOPS_PROBE_RECV"])
     if env("LOGOPS_PROBE_NODELAY"):
         import http.client
         import socket
