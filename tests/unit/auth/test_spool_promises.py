@@ -6,6 +6,8 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -620,3 +622,21 @@ def test_a_spool_set_up_wrong_is_refused_naming_what_is_wrong(folder: Path) -> N
             put(smallest, "a")
     finally:
         smallest.close()
+
+
+def test_a_process_that_exits_without_closing_its_spool_is_not_held_up_by_it(
+    tmp_path: Path,
+) -> None:
+    # The interval fsync thread must not keep a gateway that is going away alive.
+    code = (
+        "import sys\n"
+        "from services.auth.spool import Spool\n"
+        "Spool(sys.argv[1], 1 << 20, 10, 'interval', fsync_interval=3600).open()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "spool")],
+        capture_output=True,
+        timeout=120,  # not a speed claim: only so that a hang fails instead of stalling
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
