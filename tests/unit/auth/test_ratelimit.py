@@ -298,3 +298,21 @@ def test_each_key_has_its_own_requests_limit() -> None:
     assert lim.check("a", 1, records).allowed
     assert not lim.check("a", 1, records).allowed
     assert lim.check("b", 1, records).allowed
+
+
+def test_the_limit_that_binds_is_named_for_ratelimit_policy() -> None:
+    """RateLimit-Policy names the limit: "records", "requests" or "global", whatever the
+    key is called (a key id may hold a colon)."""
+    lim = limiter(Clock(), global_records=Rate(per_sec=2.0, burst=4))
+    records = Rate(per_sec=100.0, burst=100)
+    shared = lim.check("team:a", 3, records)
+    assert (shared.allowed, shared.policy, shared.limit, shared.window_sec) == (
+        True,
+        "global",
+        4,
+        2.0,
+    )
+    denied = lim.check("team:b", 2, records)
+    assert (denied.allowed, denied.policy) == (False, "global")
+    own = limiter(Clock()).check("team:a", 60, Rate(per_sec=10.0, burst=80))
+    assert (own.policy, own.limit, own.remaining, own.window_sec) == ("records", 80, 20, 8.0)

@@ -640,3 +640,18 @@ def test_a_process_that_exits_without_closing_its_spool_is_not_held_up_by_it(
         check=False,
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_a_spool_never_opened_closes_quietly(folder: Path) -> None:
+    # A gateway whose start-up failed before the spool opened still shuts down cleanly.
+    Spool(folder, 1 << 20, 10, durability="interval").close()
+    assert not folder.exists()
+
+
+def test_segments_roll_over_at_an_eighth_of_the_spool_by_default(spools: Opener) -> None:
+    spool = spools(max_bytes=8 << 20)  # segments of 1 MiB
+    for i in range(11):
+        put(spool, f"b{i}", b"x" * (100 << 10))
+    first, second = segments(spools.folder)
+    assert first.stat().st_size <= 1 << 20 < first.stat().st_size + (100 << 10)
+    assert (len(record_spans(first)), len(record_spans(second))) == (10, 1)
