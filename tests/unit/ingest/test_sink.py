@@ -8,6 +8,7 @@ durability mode in ``test_sink_durability.py``, disk failures and readiness in
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 import threading
 from pathlib import Path
@@ -144,6 +145,26 @@ def test_idempotency_survives_a_restart(make_sink: SinkFactory, sink_dir: Path) 
         assert second.append(bid, batch("again"), StoredBatch(3, 0)) == StoredBatch(3, n)
     assert all(r["batch"] != "again" for r in records(sink_dir))
     assert [e[0] for e in index_lines(sink_dir)] == ODD_IDS
+
+
+def test_opening_logs_the_folder_the_mode_and_what_start_up_found(
+    make_sink: SinkFactory, sink_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = make_sink()
+    for bid in "ab":
+        first.append(bid, batch(bid), StoredBatch(3, 0))
+    first.close()
+    with caplog.at_level(logging.INFO, logger="services.ingest.sink"):
+        make_sink(durability="none")
+    (record,) = [r for r in caplog.records if r.__dict__.get("event") == "sink_open"]
+    keys = ("sink_dir", "durability", "loaded", "dropped_index_lines", "truncated_bytes")
+    assert {key: record.__dict__[key] for key in keys} == {
+        "sink_dir": str(sink_dir),
+        "durability": "none",
+        "loaded": 2,
+        "dropped_index_lines": 0,
+        "truncated_bytes": 0,
+    }
 
 
 def test_ids_older_than_the_window_are_not_loaded_at_restart(make_sink: SinkFactory) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from tests.unit.ingest.sink_testing import (
     records,
 )
 
+ROOT = Path(__file__).resolve().parents[3]
 DATA = f"sink/{DAY}.ndjson"
 INDEX = f"sink/.index/{DAY}.idx"
 # A file's creation is made durable by an fsync of its folder.
@@ -48,6 +51,36 @@ def test_interval_mode_fsyncs_in_the_background(make_sink: SinkFactory) -> None:
     while len(observer.fsyncs) < after_append + 2 and time.monotonic() < deadline:
         time.sleep(0.01)
     assert len(observer.fsyncs) >= after_append + 2
+
+
+EXIT_WITHOUT_CLOSE = r"""
+import sys
+from services.common.config import SinkConfig
+from services.ingest.sink import NdjsonSink, StoredBatch
+
+cfg = SinkConfig(dir=sys.argv[1], durability="interval", fsync_interval_ms=3_600_000)
+sink = NdjsonSink(cfg)
+sink.open()
+sink.append("a", b'{"msg": "x"}\n', StoredBatch(1, 0))
+print("stored")
+"""
+
+
+def test_a_process_that_stops_without_closing_an_interval_sink_still_exits(
+    sink_dir: Path,
+) -> None:
+    # A gateway stopping for another reason (an error at start-up, say) must not be kept
+    # alive by the fsync thread, which only close() stops; the timeout is only a guard.
+    out = subprocess.run(
+        [sys.executable, "-c", EXIT_WITHOUT_CLOSE, str(sink_dir)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert out.stdout == "stored\n"
+    assert [r["msg"] for r in records(sink_dir)] == ["x"]
 
 
 def test_none_mode_never_fsyncs(make_sink: SinkFactory, sink_dir: Path) -> None:

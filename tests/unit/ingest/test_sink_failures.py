@@ -236,6 +236,15 @@ def test_open_fails_with_sink_error_when_the_path_is_a_file(sink_dir: Path) -> N
     with pytest.raises(SinkError, match=r"^cannot open the sink: Not a directory$"):
         sink.open()
     assert sink.check_writable() == "sink not open"
+    # Once the path is a folder the sink opens, and is ready: the failed open is over,
+    # even where no probe file can be written (a folder stands at its path).
+    sink_dir.unlink()
+    (sink_dir / ".ready-probe").mkdir(parents=True)
+    sink.open()
+    try:
+        assert sink.check_writable() is None
+    finally:
+        sink.close()
 
 
 def test_a_file_replaced_at_its_path_is_followed_by_the_next_append(
