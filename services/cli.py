@@ -22,7 +22,12 @@ from typing import Any
 from services.common.config import Config, ConfigError, load_config
 from services.common.keys import KeyRing
 from services.common.logs import configure_logging
-from services.common.process import enable_stack_dumps, raise_fd_limit, wait_for_stop
+from services.common.process import (
+    enable_stack_dumps,
+    freeze_start_up_objects,
+    raise_fd_limit,
+    wait_for_stop,
+)
 
 log = logging.getLogger("logops")
 
@@ -73,6 +78,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         log.error("cannot start: %s", exc, extra={"event": "start_failed"})
         return 1
     log.info("file-descriptor limit", extra={"event": "nofile", "nofile": nofile})
+    freeze_start_up_objects()
     wait_for_stop(stop)
     gateway.stop()
     # A front that stopped serving on its own: exit non-zero so a supervisor restarts us.
@@ -110,6 +116,7 @@ def cmd_auth(args: argparse.Namespace) -> int:
         log.error("cannot start: %s", exc, extra={"event": "start_failed"})
         return 1
     log.info("file-descriptor limit", extra={"event": "nofile", "nofile": nofile})
+    freeze_start_up_objects()
     wait_for_stop(stop)
     gateway.stop()
     return 1 if gateway.failure else 0
@@ -184,7 +191,10 @@ def cmd_sign(args: argparse.Namespace) -> int:
         clock = os.environ.get(SIGN_TIME_ENV)
         now = (float(clock) if clock else time.time()) + args.ts_offset
         headers = sign_headers(
-            (args.key_id, secret), body, args.media_type, now=now,
+            (args.key_id, secret),
+            body,
+            args.media_type,
+            now=now,
             nonce=os.environ.get(SIGN_NONCE_ENV) or None,
         )
     except (OSError, ValueError) as exc:
@@ -233,12 +243,24 @@ def _add_sign_parser(sub: Any) -> None:
     body.add_argument("--file", help="the body from a file, byte for byte ('-' is stdin)")
     sign.add_argument("--key-id", required=True, help="the key id (x-logops-key-id)")
     sign.add_argument("--secret-file", help="file holding the secret (default: env LOGOPS_SECRET)")
-    sign.add_argument("--media-type", default="application/json",
-                      help="Content-Type the request is sent with (default application/json)")
-    sign.add_argument("--ts-offset", type=float, default=0.0, metavar="SECONDS",
-                      help="shift the timestamp, e.g. -400 to see a clock_skew refusal")
-    sign.add_argument("--format", choices=("http", "curl", "json"), default="http",
-                      help="http: header lines; curl: -H arguments; json: the five headers")
+    sign.add_argument(
+        "--media-type",
+        default="application/json",
+        help="Content-Type the request is sent with (default application/json)",
+    )
+    sign.add_argument(
+        "--ts-offset",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="shift the timestamp, e.g. -400 to see a clock_skew refusal",
+    )
+    sign.add_argument(
+        "--format",
+        choices=("http", "curl", "json"),
+        default="http",
+        help="http: header lines; curl: -H arguments; json: the five headers",
+    )
     sign.set_defaults(func=cmd_sign)
 
 
@@ -254,16 +276,28 @@ def _add_auth_parser(sub: Any) -> None:
     auth.add_argument("--host", help="address for both fronts (default 127.0.0.1)")
     auth.add_argument("--http-port", type=int, help="HTTP port (default 8081; 0 picks one)")
     auth.add_argument("--grpc-port", type=int, help="gRPC port (default 50052; 0 picks one)")
-    auth.add_argument("--keys-file", help="YAML keys file (default: env LOGOPS_AUTH_KEYS_FILE, "
-                      "or the keys inline in LOGOPS_AUTH_KEYS)")
-    auth.add_argument("--forward", metavar="URL",
-                      help="the Ingest Gateway: grpc://HOST:PORT (default "
-                      "grpc://127.0.0.1:50051) or http://HOST:PORT")
+    auth.add_argument(
+        "--keys-file",
+        help="YAML keys file (default: env LOGOPS_AUTH_KEYS_FILE, "
+        "or the keys inline in LOGOPS_AUTH_KEYS)",
+    )
+    auth.add_argument(
+        "--forward",
+        metavar="URL",
+        help="the Ingest Gateway: grpc://HOST:PORT (default "
+        "grpc://127.0.0.1:50051) or http://HOST:PORT",
+    )
     auth.add_argument("--spool-dir", help="durable spool folder (default data/spool)")
-    auth.add_argument("--redis", metavar="URL",
-                      help="redis://HOST:PORT/DB: nonces and rate limits shared by replicas")
-    auth.add_argument("--mode", choices=("hmac", "none"),
-                      help="hmac (default): every push signed; none: open, for local use only")
+    auth.add_argument(
+        "--redis",
+        metavar="URL",
+        help="redis://HOST:PORT/DB: nonces and rate limits shared by replicas",
+    )
+    auth.add_argument(
+        "--mode",
+        choices=("hmac", "none"),
+        help="hmac (default): every push signed; none: open, for local use only",
+    )
     auth.set_defaults(func=cmd_auth)
 
 
@@ -280,10 +314,14 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--host", help="address for every front (default 127.0.0.1)")
     ingest.add_argument("--http-port", type=int, help="HTTP port (default 8080; 0 picks one)")
     ingest.add_argument("--grpc-port", type=int, help="gRPC port (default 50051; 0 picks one)")
-    ingest.add_argument("--syslog-port", type=int,
-                        help="syslog TCP and UDP port (default 5514; 0 picks one)")
-    ingest.add_argument("--no-syslog", action="store_true",
-                        help="no syslog listener (env LOGOPS_INGEST_SYSLOG_ENABLED=false)")
+    ingest.add_argument(
+        "--syslog-port", type=int, help="syslog TCP and UDP port (default 5514; 0 picks one)"
+    )
+    ingest.add_argument(
+        "--no-syslog",
+        action="store_true",
+        help="no syslog listener (env LOGOPS_INGEST_SYSLOG_ENABLED=false)",
+    )
     ingest.add_argument("--sink-dir", help="NDJSON sink folder (default data/ingest)")
     ingest.add_argument("--durability", choices=("batch", "interval", "none"))
     ingest.add_argument(
