@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from services.ingest.sink import NdjsonSink
+from services.ingest.sink import NdjsonSink, StoredBatch
 
 # 2025-03-01 12:00:00 UTC
 NOON = 1_740_830_400.0
@@ -71,6 +71,19 @@ def records(sink_dir: Path) -> list[dict[str, Any]]:
 def index_lines(sink_dir: Path, day: str = DAY) -> list[list[Any]]:
     path = sink_dir / ".index" / f"{day}.idx"
     return [json.loads(line) for line in path.read_bytes().splitlines()]
+
+
+def stored_index(
+    make_sink: SinkFactory, sink_dir: Path, ids: str = "ab"
+) -> tuple[Path, list[bytes]]:
+    """Store a batch for each letter of ``ids``, close the sink, and give the day's index
+    file and its lines (newlines kept), for a test to damage before the next start-up."""
+    sink = make_sink()
+    for bid in ids:
+        sink.append(bid, batch(bid), StoredBatch(3, 0))
+    sink.close()
+    index = sink_dir / ".index" / f"{DAY}.idx"
+    return index, index.read_bytes().splitlines(keepends=True)
 
 
 class FsyncLog:

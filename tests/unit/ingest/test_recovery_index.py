@@ -17,7 +17,7 @@ import pytest
 
 from services.ingest import sink_recovery
 from services.ingest.sink import StoredBatch
-from tests.unit.ingest.sink_testing import DAY, NOON, SinkFactory, batch, index_lines
+from tests.unit.ingest.sink_testing import DAY, NOON, SinkFactory, batch, index_lines, stored_index
 
 NAME = f"{DAY}.ndjson"
 
@@ -33,12 +33,7 @@ def _entry(batch_id: str, *fields: Any) -> bytes:
 def test_a_line_of_counts_whose_entry_is_another_batchs_is_dropped(
     make_sink: SinkFactory, sink_dir: Path
 ) -> None:
-    first = make_sink()
-    for bid in "abc":
-        first.append(bid, batch(bid), StoredBatch(3, 0))
-    first.close()
-    index = _index(sink_dir)
-    lines = index.read_bytes().splitlines(keepends=True)
+    index, lines = stored_index(make_sink, sink_dir, "abc")
     # Counts of a batch "x" whose entry never made it, with c's entry after them.
     index.write_bytes(lines[0] + lines[1] + _entry("x", 9, 9, 9, 9) + lines[2])
     second = make_sink()
@@ -50,12 +45,7 @@ def test_a_line_of_counts_whose_entry_is_another_batchs_is_dropped(
 def test_counts_torn_off_at_the_end_of_a_read_do_not_go_to_the_next_entry(
     make_sink: SinkFactory, sink_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    first = make_sink()
-    for bid in "ab":
-        first.append(bid, batch(bid), StoredBatch(3, 0))
-    first.close()
-    index = _index(sink_dir)
-    lines = index.read_bytes().splitlines(keepends=True)
+    index, lines = stored_index(make_sink, sink_dir)
     stray = _entry("x", 9, 9, 9, 9)
     index.write_bytes(lines[0] + stray + lines[1])
     # One read ends with the stray counts; the next one opens with b's entry.
@@ -106,12 +96,7 @@ SHAPES = {
 def test_an_entry_of_a_shape_this_sink_does_not_write_is_dropped(
     make_sink: SinkFactory, sink_dir: Path, line: bytes
 ) -> None:
-    first = make_sink()
-    for bid in "ab":
-        first.append(bid, batch(bid), StoredBatch(3, 0))
-    first.close()
-    index = _index(sink_dir)
-    lines = index.read_bytes().splitlines(keepends=True)
+    index, lines = stored_index(make_sink, sink_dir)
     # Alone among good lines: the block passes or fails on this line only.
     index.write_bytes(lines[0] + line + lines[1])
     second = make_sink()

@@ -16,6 +16,7 @@ from tests.unit.ingest.sink_testing import (
     batch,
     index_lines,
     records,
+    stored_index,
 )
 
 DATA = f"sink/{DAY}.ndjson"
@@ -94,12 +95,7 @@ def test_index_entries_past_the_end_of_their_data_are_dropped(
 def test_a_bad_line_inside_the_index_is_dropped_and_the_rest_kept(
     make_sink: SinkFactory, sink_dir: Path
 ) -> None:
-    first = make_sink()
-    for bid in "ab":
-        first.append(bid, batch(bid), StoredBatch(3, 0))
-    first.close()
-    index = sink_dir / ".index" / f"{DAY}.idx"
-    lines = index.read_bytes().splitlines(keepends=True)
+    index, lines = stored_index(make_sink, sink_dir)
     index.write_bytes(lines[0] + b"\x00\x00garbage\n" + lines[1])
     second = make_sink()
     assert [e[0] for e in index_lines(sink_dir)] == ["a", "b"]
@@ -309,12 +305,7 @@ def test_damage_only_at_the_end_of_the_index_is_cut_in_place(
 def test_good_lines_between_a_bad_line_and_a_torn_one_are_kept(
     make_sink: SinkFactory, sink_dir: Path
 ) -> None:
-    first = make_sink()
-    for bid in "abc":
-        first.append(bid, batch(bid), StoredBatch(3, 0))
-    first.close()
-    index = sink_dir / ".index" / f"{DAY}.idx"
-    lines = index.read_bytes().splitlines(keepends=True)
+    index, lines = stored_index(make_sink, sink_dir, "abc")
     index.write_bytes(lines[0] + b"garbage\n" + lines[1] + lines[2] + b'["d",3,0,"2025')
     second = make_sink()
     assert index.read_bytes() == b"".join(lines)
@@ -339,12 +330,7 @@ def test_a_rewritten_index_keeps_the_permissions_the_sink_gives_it(
 def test_a_copy_left_by_an_interrupted_rewrite_does_not_leak_into_the_index(
     make_sink: SinkFactory, sink_dir: Path
 ) -> None:
-    first = make_sink()
-    for bid in "ab":
-        first.append(bid, batch(bid), StoredBatch(3, 0))
-    first.close()
-    index = sink_dir / ".index" / f"{DAY}.idx"
-    lines = index.read_bytes().splitlines(keepends=True)
+    index, lines = stored_index(make_sink, sink_dir)
     index.write_bytes(lines[0] + b"garbage\n" + lines[1])
     # An earlier start-up died while writing its copy, longer than the one to come.
     (index.parent / f"{DAY}.idx.tmp").write_bytes(b"x" * 4096 + b"\n")
