@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,19 +14,6 @@ import pytest
 from services.auth.spool import Spool, SpoolError, SpoolFull
 from services.common.errors import LogOpsError
 from tests.unit.auth.spool_testing import MEDIA, Opener, body_of, ids, put, segments
-
-
-@pytest.fixture
-def folder(tmp_path: Path) -> Path:
-    return tmp_path / "spool"
-
-
-@pytest.fixture
-def spools(folder: Path) -> Iterator[Opener]:
-    opener = Opener(folder)
-    yield opener
-    opener.close_all()
-
 
 # -- order ----------------------------------------------------------------------------------
 
@@ -157,9 +143,7 @@ def test_delivered_segments_are_removed(spools: Opener, folder: Path) -> None:
     spool.ack(batches[5].seq)
     # Segments of b0-b1, b2-b3 and b4-b5 are delivered; b6-b7 and b8-b9 stay.
     assert len(segments(folder)) == 2
-    assert ids(spools.reopen(spool, segment_bytes=1500).peek(10)) == [
-        f"b{i}" for i in range(6, 10)
-    ]
+    assert ids(spools.reopen(spool, segment_bytes=1500).peek(10)) == [f"b{i}" for i in range(6, 10)]
 
 
 def test_a_drained_spool_keeps_no_segment(spools: Opener, folder: Path) -> None:

@@ -7,7 +7,6 @@ import errno
 import os
 import stat
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,18 +18,6 @@ SEG1 = "spool/seg-00000000000000000001.log"
 # A segment is created whole: head fsynced under a temporary name, renamed, folder fsynced.
 NEW_SEG1 = [f"{SEG1}.tmp", f"replace {SEG1}", "spool"]
 CURSOR = ["spool/cursor.tmp", "replace spool/cursor", "spool"]
-
-
-@pytest.fixture
-def folder(tmp_path: Path) -> Path:
-    return tmp_path / "spool"
-
-
-@pytest.fixture
-def spools(folder: Path) -> Iterator[Opener]:
-    opener = Opener(folder)
-    yield opener
-    opener.close_all()
 
 
 @pytest.fixture
@@ -113,7 +100,10 @@ def test_none_mode_never_fsyncs(spools: Opener, fsyncs: FsyncLog) -> None:
     ack_and_mark(spool, fsyncs, seqs[1])
     spool.close()
     assert [e for e in fsyncs.take() if not e.startswith("replace ")] == [
-        "put a", "put b", "put c", "ack 2"
+        "put a",
+        "put b",
+        "put c",
+        "ack 2",
     ]
 
 

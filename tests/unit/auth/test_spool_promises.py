@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,18 +18,6 @@ import pytest
 
 from services.auth.spool import Spool, SpoolError, SpoolFull
 from tests.unit.auth.spool_testing import FsyncLog, Opener, flip, ids, put, record_spans, segments
-
-
-@pytest.fixture
-def folder(tmp_path: Path) -> Path:
-    return tmp_path / "spool"
-
-
-@pytest.fixture
-def spools(folder: Path) -> Iterator[Opener]:
-    opener = Opener(folder)
-    yield opener
-    opener.close_all()
 
 
 def _put_refused(spool: Spool, batch_id: str, refusals: dict[str, str]) -> None:

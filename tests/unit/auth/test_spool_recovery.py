@@ -7,7 +7,6 @@ import random
 import shutil
 import struct
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,18 +21,6 @@ from tests.unit.auth.spool_testing import (
     record_spans,
     segments,
 )
-
-
-@pytest.fixture
-def folder(tmp_path: Path) -> Path:
-    return tmp_path / "spool"
-
-
-@pytest.fixture
-def spools(folder: Path) -> Iterator[Opener]:
-    opener = Opener(folder)
-    yield opener
-    opener.close_all()
 
 
 def three(spools: Opener) -> Path:
@@ -271,7 +258,8 @@ def test_damaged_heads_are_counted_moved_aside_and_logged(
     events = [r.__dict__ for r in caplog.records if r.__dict__.get("event") == "spool_quarantine"]
     folder = str(spools.folder / "quarantine")
     assert [(e["segment"], e["kept_at"]) for e in events] == [
-        (first.name, folder), (second.name, folder)
+        (first.name, folder),
+        (second.name, folder),
     ]
     [opened] = [r.__dict__ for r in caplog.records if r.__dict__.get("event") == "spool_open"]
     assert opened["quarantined"] == 2
