@@ -15,9 +15,11 @@ from typing import Any
 from hypothesis import strategies as st
 
 from emitters.formats import FORMAT_NAMES, FORMATS
+from services.common.config import PiiConfig
 from services.common.model import Batch, Rejection
+from services.ingest import native
 from services.ingest.levels import ALIASES
-from services.ingest.normalize import FIXED_KEYS
+from services.ingest.normalize import FIXED_KEYS, Normaliser
 
 INGEST_MS = 1_710_252_400_123
 MAX_BYTES = 256
@@ -367,3 +369,37 @@ def repeated_fields(draw: st.DrawFn) -> list[tuple[str, str]]:
 
 
 REPEATED_NAME_RECORDS = st.one_of(repeated_members(), repeated_fields()).map(object_json)
+
+
+def handed_to_python(
+    records: list[Any],
+    default_format: str = "",
+    ingest_ms: int = INGEST_MS,
+    all_accepted: bool = False,
+) -> int:
+    """How many of ``records`` the C path handed to the Python normaliser; the batch is
+    checked to store what the pure-Python normaliser stores (and, with ``all_accepted``,
+    to refuse no record)."""
+    norm = native.make_normaliser(PiiConfig(), 256 * 1024)
+    assert isinstance(norm, native.NativeNormaliser)
+    python: Normaliser = norm._python
+    calls = 0
+    one = python.one
+
+    def counted(rec: Any, ctx: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        return one(rec, ctx)
+
+    python.one = counted  # type: ignore[method-assign]
+    batch = Batch(records=records, batch_id="b", run_id="r0", default_format=default_format)
+    fast = norm.normalise_batch(batch, ingest_ms)
+    assert not all_accepted or fast.accepted == len(records)
+    slow = Normaliser(PiiConfig(), 256 * 1024).normalise_batch(batch, ingest_ms)
+    assert fast.data == slow.data
+    assert (fast.rejections, fast.missing, fast.level_counts) == (
+        slow.rejections,
+        slow.missing,
+        slow.level_counts,
+    )
+    return calls

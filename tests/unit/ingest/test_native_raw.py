@@ -25,8 +25,7 @@ from logops.v1 import logs_pb2
 from services.common.config import PiiConfig
 from services.common.model import Batch
 from services.ingest import native
-from services.ingest.normalize import Normaliser
-from tests.unit.ingest.native_strategies import INGEST_MS
+from tests.unit.ingest.native_strategies import INGEST_MS, handed_to_python
 from tests.unit.ingest.test_native_equivalence import (
     PII_CONFIGS,
     assert_same_json,
@@ -199,24 +198,9 @@ def test_the_record_fills_what_the_line_leaves_open(line: str, key: str, value: 
 # --- the C path takes the common lines itself ------------------------------------------
 
 
-def handed_to_python(records: list[Any], default_format: str = "") -> int:
-    """How many of ``records`` the C path handed to the Python normaliser."""
-    norm = native.make_normaliser(PiiConfig(), 256 * 1024)
-    assert isinstance(norm, native.NativeNormaliser)
-    python: Normaliser = norm._python
-    calls = 0
-    one = python.one
-
-    def counted(rec: Any, ctx: Any) -> Any:
-        nonlocal calls
-        calls += 1
-        return one(rec, ctx)
-
-    python.one = counted  # type: ignore[method-assign]
-    batch = Batch(records=records, batch_id="b", run_id="r0", default_format=default_format)
-    result = norm.normalise_batch(batch, INGEST_MS)
-    assert result.accepted == len(records)
-    return calls
+def handed_over(records: list[Any], default_format: str = "") -> int:
+    """How many of ``records`` (all of which must be accepted) went to Python."""
+    return handed_to_python(records, default_format, all_accepted=True)
 
 
 def emitted(named: bool) -> list[Any]:
@@ -235,18 +219,18 @@ def emitted(named: bool) -> list[Any]:
 
 
 def test_emitter_lines_named_or_detected_stay_in_c() -> None:
-    assert handed_to_python(emitted(named=True)) == 0
-    assert handed_to_python(emitted(named=False)) == 0
-    assert handed_to_python(emitted(named=False), default_format="syslog5424") == 0
-    assert handed_to_python(emitted(named=False), default_format="auto") == 0
+    assert handed_over(emitted(named=True)) == 0
+    assert handed_over(emitted(named=False)) == 0
+    assert handed_over(emitted(named=False), default_format="syslog5424") == 0
+    assert handed_over(emitted(named=False), default_format="auto") == 0
 
 
 def test_other_lines_go_to_python() -> None:
-    assert handed_to_python([{"raw": line.decode()} for line in EMITTED], "text") == len(EMITTED)
+    assert handed_over([{"raw": line.decode()} for line in EMITTED], "text") == len(EMITTED)
     # RFC 3164 with an unpadded day is no format read in C (test_native_raw_layouts.py).
-    assert handed_to_python([{"raw": "<14>Mar 2 04:05:06 h a: m"}]) == 1
+    assert handed_over([{"raw": "<14>Mar 2 04:05:06 h a: m"}]) == 1
     aliases: list[Any] = [{"raw": line.decode(), "timestamp": "x", "lvl": "y"} for line in EMITTED]
-    assert handed_to_python(aliases) == 0
+    assert handed_over(aliases) == 0
     refused: list[Any] = [{"raw": '<14>1 - h a p m [a b="c"][a d="e"]', "format": "syslog5424"}]
     norm = native.make_normaliser(PiiConfig(), 256 * 1024)
     result = norm.normalise_batch(Batch(records=refused, batch_id="b"), INGEST_MS)
@@ -308,8 +292,8 @@ def test_protobuf_records_with_a_run_id_field_match(runs: list[str | None], batc
 
 def test_structured_records_with_a_text_run_id_stay_in_c() -> None:
     records: list[Any] = [{"msg": "m", "run_id": f"run-{i}"} for i in range(5)]
-    assert handed_to_python(records) == 0
-    assert handed_to_python([{"msg": "m", "run_id": 7}]) == 1
+    assert handed_over(records) == 0
+    assert handed_over([{"msg": "m", "run_id": 7}]) == 1
     norm = native.make_normaliser(PiiConfig(), 256 * 1024)
     batch = Batch(records=[*records, {"msg": "m", "run_id": ""}], batch_id="b", run_id="r0")
     lines = norm.normalise_batch(batch, INGEST_MS).data.splitlines()

@@ -34,7 +34,12 @@ from services.ingest import native
 from services.ingest.normalize import Normaliser
 from services.ingest.syslog.records import RecordBuilder
 from services.ingest.timeparse import normalise_ts
-from tests.unit.ingest.native_strategies import INGEST_MS, INGEST_TIMES, SIMPLE_REC
+from tests.unit.ingest.native_strategies import (
+    INGEST_MS,
+    INGEST_TIMES,
+    SIMPLE_REC,
+    handed_to_python,
+)
 from tests.unit.ingest.test_native_equivalence import (
     PII_CONFIGS,
     assert_same_json,
@@ -56,35 +61,6 @@ def emitted_lines(name: str, count: int = 60, seed: int = 3) -> list[str]:
 
 EMITTED = {name: emitted_lines(name) for name in LAYOUTS}
 ALL_EMITTED = [line for lines in EMITTED.values() for line in lines]
-
-
-def handed_to_python(
-    records: list[Any], default_format: str = "", ingest_ms: int = INGEST_MS
-) -> int:
-    """How many of ``records`` the C path handed to the Python normaliser (each checked to
-    store what the pure-Python normaliser stores)."""
-    norm = native.make_normaliser(PiiConfig(), 256 * 1024)
-    assert isinstance(norm, native.NativeNormaliser)
-    python: Normaliser = norm._python
-    calls = 0
-    one = python.one
-
-    def counted(rec: Any, ctx: Any) -> Any:
-        nonlocal calls
-        calls += 1
-        return one(rec, ctx)
-
-    python.one = counted  # type: ignore[method-assign]
-    batch = Batch(records=records, batch_id="b", run_id="r0", default_format=default_format)
-    fast = norm.normalise_batch(batch, ingest_ms)
-    slow = Normaliser(PiiConfig(), 256 * 1024).normalise_batch(batch, ingest_ms)
-    assert fast.data == slow.data
-    assert (fast.rejections, fast.missing, fast.level_counts) == (
-        slow.rejections,
-        slow.missing,
-        slow.level_counts,
-    )
-    return calls
 
 
 def stored(line: str, name: str = "", ingest_ms: int = INGEST_MS) -> dict[str, Any]:
