@@ -74,7 +74,8 @@ DRAIN_IDLE_SEC = 0.5
 class AuthObserver(Protocol):
     """What the core reports; implemented with prometheus_client in ``metrics.py``."""
 
-    def request_done(self, front: str, code: str, seconds: float, records: int) -> None: ...
+    # seconds: None for a request refused before it was timed (no latency sample).
+    def request_done(self, front: str, code: str, seconds: float | None, records: int) -> None: ...
     def inflight(self, front: str, delta: int) -> None: ...
     def rejected(self, reason: str) -> None: ...
     def spool_depth(self, batches: int, nbytes: int) -> None: ...
@@ -163,7 +164,9 @@ class AuthCore:
 
         def refused(exc: LogOpsError) -> None:
             self._count_refusal(exc)
-            self._observer.request_done(front, exc.code, 0.0, 0)
+            # Refused before it was timed: counted, but no latency sample (a request
+            # ended for a late message waited its whole body timeout, not 0 s).
+            self._observer.request_done(front, exc.code, None, 0)
 
         return refused
 

@@ -129,10 +129,11 @@ class AuthMetrics:
         )
 
     # AuthObserver
-    def request_done(self, front: str, code: str, seconds: float, records: int) -> None:
+    def request_done(self, front: str, code: str, seconds: float | None, records: int) -> None:
         front = _bounded(front, FRONTS)
         self.requests.labels(front, _bounded(code, _CODES)).inc()
-        self.latency.labels(front).observe(seconds)
+        if seconds is not None:
+            self.latency.labels(front).observe(seconds)
 
     def inflight(self, front: str, delta: int) -> None:
         self.in_flight.labels(_bounded(front, FRONTS)).inc(delta)

@@ -41,7 +41,8 @@ MAX_NAME_LEN = 64
 class IngestObserver(Protocol):
     """What the core reports; implemented with prometheus_client in ``metrics.py``."""
 
-    def request_done(self, front: str, code: str, seconds: float, records: int) -> None: ...
+    # seconds: None for a request refused before it was timed (no latency sample).
+    def request_done(self, front: str, code: str, seconds: float | None, records: int) -> None: ...
     def inflight(self, front: str, delta: int) -> None: ...
     def batch_stored(self, emitter: str, nb: NormalisedBatch) -> None: ...
     def duplicate(self) -> None: ...
@@ -107,7 +108,9 @@ class IngestCore:
         its in-flight cap, a deadline missed, bad framing): counted as ``handle`` counts."""
 
         def refused(exc: LogOpsError) -> None:
-            self._observer.request_done(front, exc.code, 0.0, 0)
+            # Refused before it was timed: counted, but no latency sample (a request
+            # ended for a late message waited its whole body timeout, not 0 s).
+            self._observer.request_done(front, exc.code, None, 0)
 
         return refused
 

@@ -126,9 +126,10 @@ class IngestMetrics:
             self.auth_rejections.labels(reason)
 
     # IngestObserver
-    def request_done(self, front: str, code: str, seconds: float, records: int) -> None:
+    def request_done(self, front: str, code: str, seconds: float | None, records: int) -> None:
         self.requests.labels(front, code).inc()
-        self.latency.labels(front).observe(seconds)
+        if seconds is not None:
+            self.latency.labels(front).observe(seconds)
         if code == "OK":
             self.batch_size.labels(front).observe(records)
 

@@ -49,7 +49,8 @@ class DropObserver(Protocol):
 
 
 class RequestObserver(Protocol):
-    def request_done(self, front: str, code: str, seconds: float, records: int) -> None: ...
+    # seconds: None for a request refused before it was timed (no latency sample).
+    def request_done(self, front: str, code: str, seconds: float | None, records: int) -> None: ...
 
 
 class Batcher:

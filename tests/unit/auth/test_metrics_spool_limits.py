@@ -40,3 +40,13 @@ def test_bounds_appear_in_the_exposition_text() -> None:
     text = generate_latest(registry).decode()
     assert "logops_auth_spool_limit_batches 100000.0" in text
     assert "logops_auth_spool_limit_bytes 1.073741824e+09" in text
+
+
+def test_a_request_refused_before_it_was_timed_is_counted_without_a_latency_sample() -> None:
+    registry = CollectorRegistry()
+    metrics = AuthMetrics(registry)
+    metrics.request_done("http", "UNAVAILABLE", None, 0)
+    metrics.request_done("http", "OK", 0.002, 10)
+    value = registry.get_sample_value
+    assert value("logops_auth_requests_total", {"front": "http", "code": "UNAVAILABLE"}) == 1
+    assert value("logops_auth_request_duration_seconds_count", {"front": "http"}) == 1

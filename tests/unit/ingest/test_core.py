@@ -13,7 +13,13 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from services.common.config import load_config
-from services.common.errors import BadRequest, TooLarge, Unauthenticated, Unavailable
+from services.common.errors import (
+    BadRequest,
+    RequestTimeout,
+    TooLarge,
+    Unauthenticated,
+    Unavailable,
+)
 from services.common.model import Batch, PushResult
 from services.common.nonces import MemoryNonceStore
 from services.common.signing import Verifier, sign_headers
@@ -136,9 +142,9 @@ class Calls:
 
     def __init__(self) -> None:
         self.done: list[tuple[str, str, int]] = []
-        self.seconds: list[float] = []
+        self.seconds: list[float | None] = []
 
-    def request_done(self, front: str, code: str, seconds: float, records: int) -> None:
+    def request_done(self, front: str, code: str, seconds: float | None, records: int) -> None:
         self.done.append((front, code, records))
         self.seconds.append(seconds)
 
@@ -162,8 +168,20 @@ def test_refusals_before_the_core_are_counted_by_front_and_code(
 ) -> None:
     core, calls = observed
     core.refusal_counter("http")(Unavailable("busy", reason="overloaded", retry_after=1))
-    # Nothing was read and no time was spent in the core.
-    assert (calls.done, calls.seconds) == ([("http", "UNAVAILABLE", 0)], [0.0])
+    # Nothing was read, and the request was not timed: no latency sample.
+    assert (calls.done, calls.seconds) == ([("http", "UNAVAILABLE", 0)], [None])
+
+
+def test_a_refusal_before_the_core_counts_as_a_request_but_not_in_the_latency(
+    core: IngestCore, registry: CollectorRegistry
+) -> None:
+    # A push ended for a late body waited its whole body timeout: counting it as 0 s would
+    # make the latency SLO look better the more clients stall.
+    core.refusal_counter("grpc")(RequestTimeout("request message not received within 10 s"))
+    value = registry.get_sample_value
+    late = {"front": "grpc", "code": "DEADLINE_EXCEEDED"}
+    assert value("logops_ingest_requests_total", late) == 1
+    assert not value("logops_ingest_request_duration_seconds_count", {"front": "grpc"})
 
 
 def test_each_outcome_reports_its_code_and_the_records_decoded(
