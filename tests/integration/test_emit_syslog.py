@@ -51,9 +51,11 @@ class TcpSink:
                     data += chunk
                     if limit and len(data) >= limit:
                         break
-                with self._changed:
-                    self.connections.append(bytes(data))
-                    self._changed.notify_all()
+            # Told only once the connection is closed: a test waiting for it then knows the
+            # peer is gone (recorded before the close, a batch sent at once could meet it).
+            with self._changed:
+                self.connections.append(bytes(data))
+                self._changed.notify_all()
 
     def close(self, expect: int = 1) -> list[bytes]:
         """What the first ``expect`` connections sent, once each has ended."""
