@@ -12,6 +12,7 @@ import json
 from datetime import datetime
 from typing import Any
 
+import orjson
 from hypothesis import strategies as st
 
 from emitters.formats import FORMAT_NAMES, FORMATS
@@ -20,6 +21,7 @@ from services.common.model import Batch, Rejection
 from services.ingest import native
 from services.ingest.levels import ALIASES
 from services.ingest.normalize import FIXED_KEYS, Normaliser
+from services.ingest.syslog.records import RecordBuilder
 
 INGEST_MS = 1_710_252_400_123
 MAX_BYTES = 256
@@ -403,3 +405,29 @@ def handed_to_python(
         slow.level_counts,
     )
     return calls
+
+
+def json_safe(rec: dict[str, Any]) -> bool:
+    """Whether ``rec`` can be written as a JSON body (a record for the JSON-body cases)."""
+    try:
+        orjson.dumps(rec)
+    except orjson.JSONEncodeError:
+        return False
+    return True
+
+
+def assert_listener_same(frames: list[bytes]) -> None:
+    """The syslog listener turns ``frames`` into the same records, and Ingest stores the
+    same lines, with the C readers and without them."""
+    items = [("192.0.2.7", "tcp", [f for f in frames if f])]
+    fast = RecordBuilder(native=True).records(items)
+    slow = RecordBuilder(native=False).records(items)
+    assert [None if r is None else list(r.items()) for r in fast] == [
+        None if r is None else list(r.items()) for r in slow
+    ]
+    normaliser = native.make_normaliser(PiiConfig(), 256 * 1024)
+    stored = [
+        normaliser.normalise_batch(Batch(records=recs, batch_id="b", emitter="syslog"), 10**12)
+        for recs in (fast, slow)
+    ]
+    assert stored[0].data == stored[1].data

@@ -25,7 +25,7 @@ from logops.v1 import logs_pb2
 from services.common.config import PiiConfig
 from services.common.model import Batch
 from services.ingest import native
-from tests.unit.ingest.native_strategies import INGEST_MS, handed_to_python
+from tests.unit.ingest.native_strategies import INGEST_MS, handed_to_python, json_safe
 from tests.unit.ingest.test_native_equivalence import (
     PII_CONFIGS,
     assert_same_json,
@@ -115,17 +115,9 @@ def test_raw_dict_records_are_byte_identical(
     run_dict_batch(batch, pii, INGEST_MS)
 
 
-def _json_safe(rec: dict[str, Any]) -> bool:
-    try:
-        orjson.dumps(rec)
-    except orjson.JSONEncodeError:
-        return False
-    return True
-
-
 @examples(200)
 @given(
-    records=st.lists(raw_records().filter(_json_safe), min_size=1, max_size=8),
+    records=st.lists(raw_records().filter(json_safe), min_size=1, max_size=8),
     default_format=BATCH_FORMATS,
     pii=st.sampled_from(PII_CONFIGS),
 )
@@ -272,7 +264,7 @@ def test_records_with_their_own_run_id_are_byte_identical(
     records: list[Any], run_id: str, pii: PiiConfig
 ) -> None:
     run_dict_batch(Batch(records=records, batch_id="b", run_id=run_id), pii, INGEST_MS)
-    if all(_json_safe(rec) for rec in records):
+    if all(json_safe(rec) for rec in records):
         body = orjson.dumps({"batch_id": "b", "run_id": run_id, "records": records})
         assert_same_json(body, {}, pii)
 

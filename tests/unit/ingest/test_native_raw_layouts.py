@@ -32,13 +32,14 @@ from services.common.config import PiiConfig
 from services.common.model import Batch, Record
 from services.ingest import native
 from services.ingest.normalize import Normaliser
-from services.ingest.syslog.records import RecordBuilder
 from services.ingest.timeparse import normalise_ts
 from tests.unit.ingest.native_strategies import (
     INGEST_MS,
     INGEST_TIMES,
     SIMPLE_REC,
+    assert_listener_same,
     handed_to_python,
+    json_safe,
 )
 from tests.unit.ingest.test_native_equivalence import (
     PII_CONFIGS,
@@ -243,17 +244,9 @@ def test_generated_lines_alone_are_byte_identical(line: str, name: str, ingest_m
     handed_to_python([{"raw": line, "format": name}], ingest_ms=ingest_ms)
 
 
-def _json_safe(rec: dict[str, Any]) -> bool:
-    try:
-        orjson.dumps(rec)
-    except orjson.JSONEncodeError:
-        return False
-    return True
-
-
 @examples(200)
 @given(
-    records=st.lists(raw_records().filter(_json_safe), min_size=1, max_size=6),
+    records=st.lists(raw_records().filter(json_safe), min_size=1, max_size=6),
     default_format=BATCH_FORMATS,
 )
 def test_raw_json_bodies_are_byte_identical(records: list[Any], default_format: str) -> None:
@@ -707,16 +700,4 @@ def test_received_messages_left_to_python(frame: bytes) -> None:
 @examples(200)
 @given(st.lists(st.one_of(bsd_frames(), st.sampled_from(ALL_EMITTED).map(str.encode)), max_size=20))
 def test_the_listener_stores_3164_lines_as_without_the_c_path(frames: list[bytes]) -> None:
-    frames = [f for f in frames if f]
-    items = [("192.0.2.7", "tcp", frames)]
-    fast = RecordBuilder(native=True).records(items)
-    slow = RecordBuilder(native=False).records(items)
-    assert [None if r is None else list(r.items()) for r in fast] == [
-        None if r is None else list(r.items()) for r in slow
-    ]
-    normaliser = native.make_normaliser(PiiConfig(), 256 * 1024)
-    stored = [
-        normaliser.normalise_batch(Batch(records=recs, batch_id="b", emitter="syslog"), 10**12)
-        for recs in (fast, slow)
-    ]
-    assert stored[0].data == stored[1].data
+    assert_listener_same(frames)

@@ -19,11 +19,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.common.config import PiiConfig
-from services.common.model import Batch, Record
+from services.common.model import Record
 from services.ingest import native
 from services.ingest.syslog.framing import FrameDecoder, octet_prefix
-from services.ingest.syslog.records import RecordBuilder
+from tests.unit.ingest.native_strategies import assert_listener_same
 
 pytestmark = pytest.mark.skipif(not native.AVAILABLE, reason="the C extension is not built")
 
@@ -279,19 +278,7 @@ def test_only_bytes_like_frames(arg: Any) -> None:
 def test_the_listener_stores_the_same_lines_with_or_without_the_c_path(
     frames: list[bytes],
 ) -> None:
-    frames = [f for f in frames if f]
-    items = [("192.0.2.7", "tcp", frames)]
-    fast = RecordBuilder(native=True).records(items)
-    slow = RecordBuilder(native=False).records(items)
-    assert [None if r is None else list(r.items()) for r in fast] == [
-        None if r is None else list(r.items()) for r in slow
-    ]
-    normaliser = native.make_normaliser(PiiConfig(), 256 * 1024)
-    stored = [
-        normaliser.normalise_batch(Batch(records=recs, batch_id="b", emitter="syslog"), 10**12)
-        for recs in (fast, slow)
-    ]
-    assert stored[0].data == stored[1].data
+    assert_listener_same(frames)
 
 
 # --- octet-counted frames ----------------------------------------------------------------
